@@ -1,0 +1,30 @@
+# The two commands of the README. Both create .venv on first use and install echelon into it.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test reproduce bench install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+reproduce: $(STAMP)
+	$(BIN)/echelon simulate --policy base-stock --z 80 180 40 --mode raw --episodes 1000 --seed 0
+	$(BIN)/echelon simulate --policy base-stock --z 80 180 40 --mode clip --episodes 1000 --seed 0
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_sim.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,0 +1,312 @@
+"""The batched simulator core: N episodes of a serial supply chain as arrays, one period a step.
+
+This module is the single source of truth for the dynamics. The Gymnasium env, the parameter
+search, dataset collection and evaluation all run on :func:`reset` and :func:`step`.
+
+Indexing: stage 0 is the retailer, stages 0..S-1 hold stock and order from the stage above, and
+stage S is the raw-material supplier with unlimited stock. Arrays carry a leading episode axis N.
+
+Order of events in period n (OR-Gym 0.5.0 ``InvManagement``, reproduced exactly):
+
+1. Requests: negative orders become 0 and fractions are truncated toward zero. These requests
+   are what the observation's order history records.
+2. Backlog only: each stage adds its unfilled request of the previous period.
+3. Shipments: each request is clipped to the upstream stage's capacity, then to the upstream
+   stage's on-hand at the START of the period (before this period's arrivals); the supplier has
+   unlimited stock.
+4. Arrivals: stage i receives what was shipped to it in period n - L_i (this period's shipment
+   when L_i = 0).
+5. Demand D_n occurs at the retailer; with backlog it adds the previous period's unfilled demand.
+6. Sales: the retailer sells min(on-hand, demand); each upstream stage sells what it ships.
+7. Unfulfilled: demand minus retail sales at the retailer; at stage j >= 1, stage j-1's request
+   (after step 2) minus what stage j shipped. Lost (v1) or carried as backlog to n+1 (v0).
+8. Reward: alpha^n * sum over the S+1 stages of price * sales - cost * purchases
+   - k * unfulfilled - h * on-hand at the end of the period, with stage prices [p, r_0 .. r_{S-1}];
+   the supplier pays r_S per unit it ships and holds nothing. Leftover stock is worth nothing.
+
+The episode ends after period T-1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from echelon.sim.config import ChainConfig
+from echelon.sim.demand import check_paths
+
+
+@dataclass(frozen=True)
+class ChainState:
+    """The state of N episodes at the start of a period.
+
+    The two logs are shared, append-only buffers: :func:`step` writes period n's column, so a
+    state may be stepped once. Use :meth:`copy` to branch several futures from one state.
+    """
+
+    period: int
+    """Index n of the period about to be played (0 .. T); T means the episodes are over."""
+    on_hand: np.ndarray
+    """(N, S) on-hand inventory of stages 0..S-1."""
+    pipeline: np.ndarray
+    """(N, S) units shipped to stage i and not yet received."""
+    backlog: np.ndarray
+    """(N, S+1) unfilled demand (index 0) and requests (index j: stage j-1's) carried over; 0 in v1."""
+    demand: np.ndarray
+    """(N, T) the retailer's demand in each period (fixed at reset: common random numbers)."""
+    requests: np.ndarray
+    """(T, N, S) log of requests after truncation; rows >= period are not yet written.
+    Period-major, so that each step writes one contiguous block."""
+    shipped: np.ndarray
+    """(T, N, S) log of shipments after clipping; rows >= period are not yet written."""
+    _written: np.ndarray = dataclasses.field(repr=False, compare=False)
+    """(1,) shared count of log columns written, guarding against stepping a stale state."""
+
+    @property
+    def episodes(self) -> int:
+        """Number of episodes N."""
+        return self.on_hand.shape[0]
+
+    @property
+    def done(self) -> bool:
+        """Whether every period has been played."""
+        return self.period >= self.demand.shape[1]
+
+    def copy(self) -> ChainState:
+        """An independent deep copy, to step several futures from the same state."""
+        return ChainState(
+            period=self.period,
+            on_hand=self.on_hand.copy(),
+            pipeline=self.pipeline.copy(),
+            backlog=self.backlog.copy(),
+            demand=self.demand,
+            requests=self.requests.copy(),
+            shipped=self.shipped.copy(),
+            _written=np.array([self.period]),
+        )
+
+    def take(self, index: np.ndarray | slice) -> ChainState:
+        """The state of a subset of episodes (a copy), e.g. ``state.take([3])``."""
+        return ChainState(
+            period=self.period,
+            on_hand=self.on_hand[index].copy(),
+            pipeline=self.pipeline[index].copy(),
+            backlog=self.backlog[index].copy(),
+            demand=self.demand[index].copy(),
+            requests=self.requests[:, index].copy(),
+            shipped=self.shipped[:, index].copy(),
+            _written=np.array([self.period]),
+        )
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """What happened in one period, for each of the N episodes."""
+
+    period: int
+    """Index n of the period just played."""
+    demand: np.ndarray
+    """(N,) new customer demand D_n (without carried backlog)."""
+    requests: np.ndarray
+    """(N, S) requests after truncation, before backlog and clipping."""
+    shipped: np.ndarray
+    """(N, S) units shipped to stage i by stage i+1 after clipping."""
+    arrivals: np.ndarray
+    """(N, S) units received by stage i this period."""
+    sales: np.ndarray
+    """(N, S+1) retail sales (index 0) and units shipped by stages 1..S."""
+    unfulfilled: np.ndarray
+    """(N, S+1) unfilled demand (index 0) and unfilled requests (index j: stage j-1's)."""
+    on_hand: np.ndarray
+    """(N, S) on-hand inventory at the end of the period."""
+    pipeline: np.ndarray
+    """(N, S) in-transit inventory at the end of the period."""
+    stage_profit: np.ndarray
+    """(N, S+1) undiscounted profit of each stage in this period."""
+    reward: np.ndarray
+    """(N,) discounted profit alpha^n * sum(stage_profit), OR-Gym's reward."""
+    backlogged: bool
+    """Whether unfulfilled units carry over (v0) or are lost (v1)."""
+
+    @property
+    def lost_sales(self) -> np.ndarray:
+        """(N, S+1) units lost this period (zero with backlog)."""
+        return np.zeros_like(self.unfulfilled) if self.backlogged else self.unfulfilled
+
+    @property
+    def backlog(self) -> np.ndarray:
+        """(N, S+1) units carried over to the next period (zero with lost sales)."""
+        return self.unfulfilled if self.backlogged else np.zeros_like(self.unfulfilled)
+
+
+def reset(config: ChainConfig, demand: np.ndarray) -> ChainState:
+    """Starts N episodes facing the given demand paths.
+
+    Args:
+        config: The chain.
+        demand: Demand paths shaped (N, T), or (T,) for one episode; finite and >= 0.
+
+    Returns:
+        The state at the start of period 0.
+
+    Raises:
+        ValueError: If the demand's shape does not match the chain or a value is bad.
+    """
+    paths = check_paths(demand, config.periods)
+    n, periods, stages = paths.shape[0], config.periods, config.stages
+    return ChainState(
+        period=0,
+        on_hand=np.broadcast_to(np.asarray(config.initial_inventory), (n, stages)).copy(),
+        pipeline=np.zeros((n, stages)),
+        backlog=np.zeros((n, stages + 1)),
+        demand=paths,
+        requests=np.zeros((periods, n, stages)),
+        shipped=np.zeros((periods, n, stages)),
+        _written=np.array([0]),
+    )
+
+
+def check_orders(orders: np.ndarray, episodes: int, stages: int) -> np.ndarray:
+    """Validates orders and returns them as a float64 array (N, S).
+
+    Raises:
+        ValueError: If the shape is not (N, S) or a value is NaN or infinite.
+    """
+    array = np.asarray(orders, dtype=np.float64)
+    if array.shape != (episodes, stages):
+        raise ValueError(
+            f"orders must be shaped (N, S) = ({episodes}, {stages}) (episodes x ordering "
+            f"stages), got {np.shape(orders)}"
+        )
+    if not np.all(np.isfinite(array)):
+        raise ValueError("orders must be finite numbers: got NaN or infinity")
+    return array
+
+
+def step(config: ChainConfig, state: ChainState, orders: np.ndarray) -> tuple[ChainState, StepOutput]:
+    """Plays one period for all N episodes.
+
+    Args:
+        config: The chain the state was reset with.
+        state: The state at the start of period n.
+        orders: Units each of the S stages requests from the stage above, shaped (N, S). Any
+            finite value is accepted; see the module docstring for how it is truncated and clipped.
+
+    Returns:
+        The state at the start of period n+1 and what happened in period n.
+
+    Raises:
+        ValueError: If the orders are malformed, the episodes are over, or the state is stale
+            (it was stepped already; branch with ``state.copy()``).
+    """
+    n = state.period
+    if state.done:
+        raise ValueError(f"the episodes are over: all {config.periods} periods were played")
+    if state._written[0] != n:
+        raise ValueError(
+            "this state was already stepped; use state.copy() to step one state more than once"
+        )
+    episodes, stages = state.on_hand.shape
+    requests = np.floor(np.maximum(check_orders(orders, episodes, stages), 0.0))
+
+    # 2-3: requests (plus carried backlog) are clipped to capacity, then to what the upstream
+    # stage holds at the start of the period.
+    requested = requests + state.backlog[:, 1:] if config.backlog else requests
+    shipped = np.minimum(requested, np.asarray(config.capacity))
+    np.minimum(shipped[:, :-1], state.on_hand[:, 1:], out=shipped[:, :-1])
+    state.requests[n] = requests
+    state.shipped[n] = shipped
+    state._written[0] = n + 1
+
+    # 4: arrivals of what was shipped L_i periods ago (or now, when L_i = 0).
+    arrivals = np.zeros_like(shipped)
+    for i, lead in enumerate(config.lead_time):
+        if n >= lead:
+            arrivals[:, i] = state.shipped[n - lead, :, i]
+    on_hand = state.on_hand + arrivals
+
+    # 5-6: demand and sales.
+    new_demand = state.demand[:, n]
+    demand = new_demand + state.backlog[:, 0] if config.backlog else new_demand
+    sales = np.empty((episodes, stages + 1))
+    np.minimum(on_hand[:, 0], demand, out=sales[:, 0])
+    sales[:, 1:] = shipped
+    on_hand -= sales[:, :-1]
+    pipeline = state.pipeline - arrivals + shipped
+
+    # 7: unfilled demand and requests.
+    unfulfilled = np.empty_like(sales)
+    np.subtract(demand, sales[:, 0], out=unfulfilled[:, 0])
+    np.subtract(requested, shipped, out=unfulfilled[:, 1:])
+
+    # 8: profit, in OR-Gym's order of operations so that rewards match it bit for bit.
+    purchases = np.empty_like(sales)
+    purchases[:, :-1] = shipped
+    purchases[:, -1] = shipped[:, -1]
+    held = np.zeros_like(sales)
+    held[:, :-1] = on_hand
+    holding = np.append(config.holding_cost, 0.0)
+    stage_profit = config.stage_price * sales - (
+        np.asarray(config.replenishment_cost) * purchases
+        + np.asarray(config.unfulfilled_penalty) * unfulfilled
+        + holding * held
+    )
+    reward = config.alpha**n * np.sum(stage_profit, axis=1)
+
+    next_state = ChainState(
+        period=n + 1,
+        on_hand=on_hand,
+        pipeline=pipeline,
+        backlog=unfulfilled if config.backlog else state.backlog,
+        demand=state.demand,
+        requests=state.requests,
+        shipped=state.shipped,
+        _written=state._written,
+    )
+    out = StepOutput(
+        period=n,
+        demand=new_demand,
+        requests=requests,
+        shipped=shipped,
+        arrivals=arrivals,
+        sales=sales,
+        unfulfilled=unfulfilled,
+        on_hand=on_hand,
+        pipeline=pipeline,
+        stage_profit=stage_profit,
+        reward=reward,
+        backlogged=config.backlog,
+    )
+    return next_state, out
+
+
+def observation(config: ChainConfig, state: ChainState) -> np.ndarray:
+    """OR-Gym's observation of each episode, shaped (N, S * (max(L) + 1)).
+
+    The first S entries are the on-hand inventory of stages 0..S-1; then come the requests of
+    the last max(L) periods, oldest first, one row of S per period, zero-padded on the left
+    while fewer periods have been played.
+    """
+    depth, n = config.max_lead_time, state.period
+    obs = np.zeros((state.episodes, config.observation_size))
+    obs[:, : config.stages] = state.on_hand
+    played = min(n, depth)
+    if played:
+        history = state.requests[n - played : n].transpose(1, 0, 2).reshape(state.episodes, -1)
+        obs[:, obs.shape[1] - history.shape[1] :] = history
+    return obs
+
+
+def echelon_inventory_position(config: ChainConfig, state: ChainState) -> np.ndarray:
+    """On-hand plus in-transit inventory, minus carried backlog, summed from the retailer up.
+
+    Returns:
+        (N, S) the echelon inventory position of stages 0..S-1: for stage i, the sum over
+        stages 0..i of on-hand + pipeline - backlog owed by that stage.
+    """
+    local = state.on_hand + state.pipeline
+    if config.backlog:
+        local = local - state.backlog[:, :-1]
+    return np.cumsum(local, axis=1)

@@ -1,0 +1,151 @@
+"""Gymnasium environments ``echelon/InvManagement-v1`` (lost sales) and ``-v0`` (backlog)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from echelon.sim import core
+from echelon.sim.config import ChainConfig
+
+
+class InvManagementEnv(gym.Env):
+    """A serial multi-echelon inventory chain, one episode at a time, over the batched core.
+
+    ## Description
+
+    OR-Gym 0.5.0's ``InvManagement``: a retailer, a distributor and a manufacturer each order
+    from the stage above; a raw-material supplier with unlimited stock sits on top. Shipments
+    are limited by the supplier's capacity and by the upstream stage's stock at the start of
+    the period, and arrive after a lead time. Customer demand is random. This class is a thin
+    shell over :mod:`echelon.sim.core`, whose module docstring states the order of events.
+
+    ## Action Space
+
+    ``Box(0, capacity, (S,), float64)``: units each stage 0..S-1 requests from the stage above.
+    As in OR-Gym, values outside the box are accepted: negatives become 0, fractions are
+    truncated toward zero, and shipments are clipped by the dynamics. NaN, infinite or
+    wrongly shaped actions raise ``ValueError``.
+
+    ## Observation Space
+
+    ``Box(0, inf, (S * (max(L) + 1),), float64)``, OR-Gym's observation exactly:
+
+    | index                   | observation                                          |
+    |-------------------------|------------------------------------------------------|
+    | 0 .. S-1                | on-hand inventory of stages 0..S-1                    |
+    | S .. S*(max(L)+1) - 1   | requests of the last max(L) periods, oldest first, a row of S per period, zero-padded on the left |
+    | last (``time_feature``) | the period index divided by T, in [0, 1]             |
+
+    ## Rewards
+
+    The period's profit of the whole chain, discounted by ``alpha ** n`` (OR-Gym's reward).
+
+    ## Starting State
+
+    On-hand inventory ``initial_inventory``, nothing in transit, no backlog. A demand path for
+    the whole episode is drawn at reset from ``self.np_random`` (or given in
+    ``options["demand"]``).
+
+    ## Episode End
+
+    After ``periods`` steps the episode terminates (``terminated=True``): the horizon is part of
+    the problem and leftover stock is worth nothing. It is never truncated.
+
+    ## Arguments
+
+    ``gymnasium.make("echelon/InvManagement-v1", **kwargs)`` accepts ``config`` (a
+    :class:`ChainConfig`), any ``ChainConfig`` field or OR-Gym short name (``L=[2, 4, 6]``,
+    ``periods=52``), and ``time_feature=True`` to append the normalised period to the
+    observation. ``reset(options={"demand": path})`` replays a given demand path of length T.
+
+    ## Version History
+
+    * v1: lost sales (OR-Gym ``InvManagement-v1``).
+    * v0: unfilled demand and requests are backlogged (OR-Gym ``InvManagement-v0``).
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        config: ChainConfig | None = None,
+        *,
+        time_feature: bool = False,
+        **chain_params: Any,
+    ) -> None:
+        base = config if config is not None else ChainConfig()
+        self.config = base.replace(**chain_params) if chain_params else base
+        self.time_feature = bool(time_feature)
+        size = self.config.observation_size + int(self.time_feature)
+        self.observation_space = spaces.Box(0.0, np.inf, shape=(size,), dtype=np.float64)
+        self.action_space = spaces.Box(
+            np.zeros(self.config.stages), np.asarray(self.config.capacity), dtype=np.float64
+        )
+        self._state: core.ChainState | None = None
+
+    def _observe(self) -> np.ndarray:
+        obs = core.observation(self.config, self._state)[0]
+        if self.time_feature:
+            obs = np.append(obs, self._state.period / self.config.periods)
+        return obs
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        options = options or {}
+        unknown = set(options) - {"demand"}
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; known: ['demand']")
+        if options.get("demand") is not None:
+            demand = np.asarray(options["demand"], dtype=np.float64)
+            if demand.ndim != 1:
+                raise ValueError(
+                    f"options['demand'] must be one path of {self.config.periods} periods, "
+                    f"got shape {demand.shape}"
+                )
+        else:
+            demand = self.config.demand.sample(self.np_random, 1, self.config.periods)
+        self._state = core.reset(self.config, demand)
+        return self._observe(), {"period": 0, "demand_path": self._state.demand[0].copy()}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._state is None:
+            raise RuntimeError("call reset() before step()")
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (self.config.stages,):
+            raise ValueError(
+                f"action must be shaped ({self.config.stages},) (one order per stage), "
+                f"got {action.shape}"
+            )
+        self._state, out = core.step(self.config, self._state, action[None, :])
+        info = {
+            "period": out.period,
+            "demand": float(out.demand[0]),
+            "requests": out.requests[0],
+            "shipped": out.shipped[0],
+            "arrivals": out.arrivals[0],
+            "sales": out.sales[0],
+            "lost_sales": out.lost_sales[0],
+            "backlog": out.backlog[0],
+            "on_hand": out.on_hand[0],
+            "pipeline": out.pipeline[0],
+            "stage_profit": out.stage_profit[0],
+        }
+        return self._observe(), float(out.reward[0]), self._state.done, False, info
+
+
+def register_envs() -> None:
+    """Registers ``echelon/InvManagement-v1`` and ``-v0`` with Gymnasium (idempotent)."""
+    for version, backlog in (("v1", False), ("v0", True)):
+        env_id = f"echelon/InvManagement-{version}"
+        if env_id not in gym.registry:
+            gym.register(
+                id=env_id,
+                entry_point="echelon.sim.env:InvManagementEnv",
+                kwargs={"backlog": backlog},
+            )
