@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -10,7 +11,7 @@ from scipy import stats
 
 @dataclass(frozen=True)
 class Summary:
-    """Mean, spread and a t-based confidence interval of the mean of n scores."""
+    """Mean, spread and a t-based confidence interval of the mean of n scores (NaN if n = 1)."""
 
     mean: float
     std: float
@@ -41,8 +42,8 @@ def summarize(scores: np.ndarray, confidence: float = 0.95) -> Summary:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
     n = values.size
     mean = float(values.mean())
-    if n == 1:
-        return Summary(mean, 0.0, 0.0, mean, mean, 1, confidence)
+    if n == 1:  # no spread can be estimated from one score
+        return Summary(mean, math.nan, math.nan, math.nan, math.nan, 1, confidence)
     std = float(values.std(ddof=1))
     se = std / np.sqrt(n)
     half = float(stats.t.ppf(0.5 + confidence / 2.0, df=n - 1)) * se

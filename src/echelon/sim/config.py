@@ -9,9 +9,11 @@ distributor, manufacturer, and supplier.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import numbers
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -27,6 +29,29 @@ ORGYM_ALIASES = {
     "c": "capacity",
     "L": "lead_time",
 }
+
+
+class ChainArrays(NamedTuple):
+    """A config's per-stage parameters as arrays (computed once per config)."""
+
+    capacity: np.ndarray
+    replenishment_cost: np.ndarray
+    unfulfilled_penalty: np.ndarray
+    holding_cost: np.ndarray
+    stage_price: np.ndarray
+
+
+def _frozen_array(values: tuple[float, ...]) -> np.ndarray:
+    array = np.array(values, dtype=np.float64)
+    array.flags.writeable = False
+    return array
+
+
+def _real(value: Any) -> float:
+    """The value as a float if it is a real number (not a string or bool), else NaN."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)):
+        return math.nan
+    return float(value)
 
 
 def _as_tuple(name: str, value: Any) -> tuple[float, ...]:
@@ -97,14 +122,14 @@ class ChainConfig:
         if any(not math.isfinite(v) or v != int(v) for v in lead):
             raise ValueError(f"lead_time must hold whole numbers of periods, got {self.lead_time!r}")
         object.__setattr__(self, "lead_time", tuple(int(v) for v in lead))
-        price = float(self.price) if np.ndim(self.price) == 0 else math.nan
+        price = _real(self.price)
         if not math.isfinite(price) or price < 0:
             raise ValueError(f"price must be a finite number >= 0, got {self.price!r}")
         object.__setattr__(self, "price", price)
         if not isinstance(self.backlog, (bool, np.bool_)):
             raise ValueError(f"backlog must be True or False, got {self.backlog!r}")
         object.__setattr__(self, "backlog", bool(self.backlog))
-        alpha = float(self.alpha) if np.ndim(self.alpha) == 0 else math.nan
+        alpha = _real(self.alpha)
         if not (0.0 < alpha <= 1.0):
             raise ValueError(f"alpha must be in (0, 1], got {self.alpha!r}")
         object.__setattr__(self, "alpha", alpha)
@@ -134,6 +159,8 @@ class ChainConfig:
         _check_range("lead_time", tuple(float(v) for v in self.lead_time), 0.0)
 
         demand = self.demand
+        if isinstance(demand, type):
+            raise ValueError(f"demand must be a demand law instance such as Poisson(20.0), got the class {demand.__name__}")
         if isinstance(demand, dict):
             demand = demand_from_dict(demand)
         elif not isinstance(demand, Demand) and np.ndim(demand) == 1:
@@ -163,10 +190,21 @@ class ChainConfig:
         """Length of OR-Gym's observation: S on-hand values and max(L) rows of S requests."""
         return self.stages * (self.max_lead_time + 1)
 
-    @property
+    @functools.cached_property
     def stage_price(self) -> np.ndarray:
-        """Price per unit each of the S+1 stages sells at: [p, r0, ..., r_{S-1}]."""
-        return np.array((self.price, *self.replenishment_cost[:-1]))
+        """(S+1,) price per unit each stage sells at: [p, r_0, ..., r_{S-1}] (read-only)."""
+        return _frozen_array((self.price, *self.replenishment_cost[:-1]))
+
+    @functools.cached_property
+    def arrays(self) -> ChainArrays:
+        """The per-stage parameters as read-only float64 arrays, for the core's inner loop."""
+        return ChainArrays(
+            capacity=_frozen_array(self.capacity),
+            replenishment_cost=_frozen_array(self.replenishment_cost),
+            unfulfilled_penalty=_frozen_array(self.unfulfilled_penalty),
+            holding_cost=_frozen_array(self.holding_cost),
+            stage_price=self.stage_price,
+        )
 
     # Construction helpers ----------------------------------------------------------------------
 
@@ -190,6 +228,8 @@ class ChainConfig:
                     f"unknown chain parameter {key!r}; known: {sorted(names)} "
                     f"or OR-Gym's {sorted(ORGYM_ALIASES)}"
                 )
+            if name in changes:
+                raise ValueError(f"{name} is given twice (as {name!r} and its OR-Gym alias)")
             changes[name] = value
         return dataclasses.replace(self, **changes)
 

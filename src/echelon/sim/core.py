@@ -141,6 +141,12 @@ class StepOutput:
         return self.unfulfilled if self.backlogged else np.zeros_like(self.unfulfilled)
 
 
+def _empty(episodes: int, width: int) -> np.ndarray:
+    # Stage-major (Fortran) order: each stage's column over N episodes is contiguous, so
+    # per-stage operations and broadcasts over stages run on contiguous memory.
+    return np.empty((episodes, width), order="F")
+
+
 def reset(config: ChainConfig, demand: np.ndarray) -> ChainState:
     """Starts N episodes facing the given demand paths.
 
@@ -154,16 +160,20 @@ def reset(config: ChainConfig, demand: np.ndarray) -> ChainState:
     Raises:
         ValueError: If the demand's shape does not match the chain or a value is bad.
     """
-    paths = check_paths(demand, config.periods)
+    # A copy: the caller's array may change later, the episodes' demand may not.
+    paths = np.array(check_paths(demand, config.periods), order="F")
     n, periods, stages = paths.shape[0], config.periods, config.stages
+    on_hand = _empty(n, stages)
+    on_hand[:] = config.initial_inventory
+    # The logs are stored (T, S, N) and seen as (T, N, S): row n is one contiguous block.
     return ChainState(
         period=0,
-        on_hand=np.broadcast_to(np.asarray(config.initial_inventory), (n, stages)).copy(),
-        pipeline=np.zeros((n, stages)),
-        backlog=np.zeros((n, stages + 1)),
+        on_hand=on_hand,
+        pipeline=np.zeros((n, stages), order="F"),
+        backlog=np.zeros((n, stages + 1), order="F"),
         demand=paths,
-        requests=np.zeros((periods, n, stages)),
-        shipped=np.zeros((periods, n, stages)),
+        requests=np.zeros((periods, stages, n)).transpose(0, 2, 1),
+        shipped=np.zeros((periods, stages, n)).transpose(0, 2, 1),
         _written=np.array([0]),
     )
 
@@ -180,7 +190,9 @@ def check_orders(orders: np.ndarray, episodes: int, stages: int) -> np.ndarray:
             f"orders must be shaped (N, S) = ({episodes}, {stages}) (episodes x ordering "
             f"stages), got {np.shape(orders)}"
         )
-    if not np.all(np.isfinite(array)):
+    # One reduction instead of an elementwise pass; a non-finite sum is checked in full
+    # (it may only have overflowed).
+    if not np.isfinite(np.add.reduce(array, axis=None)) and not np.all(np.isfinite(array)):
         raise ValueError("orders must be finite numbers: got NaN or infinity")
     return array
 
@@ -209,51 +221,56 @@ def step(config: ChainConfig, state: ChainState, orders: np.ndarray) -> tuple[Ch
             "this state was already stepped; use state.copy() to step one state more than once"
         )
     episodes, stages = state.on_hand.shape
-    requests = np.floor(np.maximum(check_orders(orders, episodes, stages), 0.0))
+    params = config.arrays
+    requests = _empty(episodes, stages)
+    np.maximum(check_orders(orders, episodes, stages), 0.0, out=requests)
+    np.floor(requests, out=requests)
 
     # 2-3: requests (plus carried backlog) are clipped to capacity, then to what the upstream
-    # stage holds at the start of the period.
+    # stage holds at the start of the period. Shipments are the upstream stages' sales.
     requested = requests + state.backlog[:, 1:] if config.backlog else requests
-    shipped = np.minimum(requested, np.asarray(config.capacity))
+    sales = _empty(episodes, stages + 1)
+    shipped = sales[:, 1:]
+    np.minimum(requested, params.capacity, out=shipped)
     np.minimum(shipped[:, :-1], state.on_hand[:, 1:], out=shipped[:, :-1])
     state.requests[n] = requests
     state.shipped[n] = shipped
     state._written[0] = n + 1
 
     # 4: arrivals of what was shipped L_i periods ago (or now, when L_i = 0).
-    arrivals = np.zeros_like(shipped)
+    arrivals = np.zeros((episodes, stages), order="F")
     for i, lead in enumerate(config.lead_time):
         if n >= lead:
             arrivals[:, i] = state.shipped[n - lead, :, i]
     on_hand = state.on_hand + arrivals
 
-    # 5-6: demand and sales.
+    # 5-6: demand and retail sales.
     new_demand = state.demand[:, n]
     demand = new_demand + state.backlog[:, 0] if config.backlog else new_demand
-    sales = np.empty((episodes, stages + 1))
     np.minimum(on_hand[:, 0], demand, out=sales[:, 0])
-    sales[:, 1:] = shipped
     on_hand -= sales[:, :-1]
-    pipeline = state.pipeline - arrivals + shipped
+    pipeline = state.pipeline - arrivals
+    pipeline += shipped
 
     # 7: unfilled demand and requests.
-    unfulfilled = np.empty_like(sales)
+    unfulfilled = _empty(episodes, stages + 1)
     np.subtract(demand, sales[:, 0], out=unfulfilled[:, 0])
     np.subtract(requested, shipped, out=unfulfilled[:, 1:])
 
-    # 8: profit, in OR-Gym's order of operations so that rewards match it bit for bit.
-    purchases = np.empty_like(sales)
-    purchases[:, :-1] = shipped
-    purchases[:, -1] = shipped[:, -1]
-    held = np.zeros_like(sales)
-    held[:, :-1] = on_hand
-    holding = np.append(config.holding_cost, 0.0)
-    stage_profit = config.stage_price * sales - (
-        np.asarray(config.replenishment_cost) * purchases
-        + np.asarray(config.unfulfilled_penalty) * unfulfilled
-        + holding * held
-    )
-    reward = config.alpha**n * np.sum(stage_profit, axis=1)
+    # 8: profit in OR-Gym's order of operations, p*S - ((r*R + k*U) + h*I), so that rewards
+    # match it bit for bit. The supplier buys what it ships and holds nothing (h*0 adds 0).
+    cost = _empty(episodes, stages + 1)
+    np.multiply(shipped, params.replenishment_cost[:-1], out=cost[:, :-1])
+    np.multiply(shipped[:, -1], params.replenishment_cost[-1], out=cost[:, -1])
+    cost += np.multiply(unfulfilled, params.unfulfilled_penalty)
+    cost[:, :-1] += np.multiply(on_hand, params.holding_cost)
+    stage_profit = np.multiply(sales, params.stage_price)
+    stage_profit -= cost
+    # Stages are summed left to right, as np.sum does for OR-Gym's short vector.
+    reward = stage_profit[:, 0].copy()
+    for j in range(1, stages + 1):
+        reward += stage_profit[:, j]
+    reward *= config.alpha**n
 
     next_state = ChainState(
         period=n + 1,
@@ -300,13 +317,19 @@ def observation(config: ChainConfig, state: ChainState) -> np.ndarray:
 
 
 def echelon_inventory_position(config: ChainConfig, state: ChainState) -> np.ndarray:
-    """On-hand plus in-transit inventory, minus carried backlog, summed from the retailer up.
+    """On-hand plus in-transit inventory summed from the retailer up, net of backlog.
+
+    Echelon i is stages 0..i. Its inventory position is the on-hand and in-transit stock of
+    those stages, minus unfilled customer demand still owed (v0), plus the units stage i
+    requested from stage i+1 that are still owed to it (v0: the core requests them again every
+    period, so they are on order). Debts between stages inside the echelon do not change it.
+    This differs from OR-Gym's helper, which subtracts every stage's backlog and so makes a
+    raw-mode base-stock policy order backlogged units twice in v0.
 
     Returns:
-        (N, S) the echelon inventory position of stages 0..S-1: for stage i, the sum over
-        stages 0..i of on-hand + pipeline - backlog owed by that stage.
+        (N, S) the echelon inventory position of stages 0..S-1.
     """
-    local = state.on_hand + state.pipeline
+    position = np.cumsum(state.on_hand + state.pipeline, axis=1)
     if config.backlog:
-        local = local - state.backlog[:, :-1]
-    return np.cumsum(local, axis=1)
+        position += state.backlog[:, 1:] - state.backlog[:, :1]
+    return position

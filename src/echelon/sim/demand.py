@@ -36,6 +36,8 @@ class Demand(Protocol):
 
 def _check_finite(name: str, value: float, low: float, high: float, *, open_low: bool = False) -> None:
     """Raises ValueError unless ``low <= value <= high`` (``low < value`` when ``open_low``)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
     bad = not math.isfinite(value) or value > high or (value <= low if open_low else value < low)
     if bad:
         bracket = "(" if open_low else "["

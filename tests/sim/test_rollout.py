@@ -1,0 +1,158 @@
+"""Batched rollouts: equal to stepping the core by hand, recorded trajectories, service level."""
+
+import numpy as np
+import pytest
+
+from echelon.sim.rollout import rollout, rollout_blocks
+from echelon.policies import EchelonBaseStock, RequestMode
+from echelon.sim import ChainConfig, Poisson, core
+
+
+class _OrderUpToFromObservation:
+    """Orders each stage up to 60 units on hand, read from OR-Gym's observation."""
+
+    reads_observation = True
+
+    def __init__(self, stages):
+        self.stages = stages
+
+    def act(self, obs, state):
+        assert obs is not None and obs.shape[0] == state.episodes
+        return np.maximum(60.0 - obs[:, : self.stages], 0.0)
+
+
+def _demand(config, episodes, seed):
+    return config.demand.sample(np.random.default_rng(seed), episodes, config.periods)
+
+
+def _manual(config, policy, demand):
+    """The loop a user would write over the core, accumulating in the same order."""
+    state = core.reset(config, demand)
+    profit = np.zeros(len(demand))
+    undiscounted = np.zeros(len(demand))
+    sales = np.zeros(len(demand))
+    on_hand = np.zeros((len(demand), config.stages))
+    while not state.done:
+        obs = core.observation(config, state) if policy.reads_observation else None
+        state, out = core.step(config, state, policy.act(obs, state))
+        profit += out.reward
+        undiscounted += out.stage_profit.sum(axis=1)
+        sales += out.sales[:, 0]
+        on_hand += out.on_hand
+    return profit, undiscounted, sales, on_hand / config.periods
+
+
+@pytest.mark.parametrize("backlog", [False, True])
+@pytest.mark.parametrize("mode", list(RequestMode))
+def test_base_stock_rollout_equals_stepping_the_core(backlog, mode):
+    config = ChainConfig(backlog=backlog)
+    demand = _demand(config, 16, seed=11)
+    policy = EchelonBaseStock(config, [80.0, 180.0, 40.0], mode)
+    result = rollout(config, policy, demand)
+    profit, undiscounted, sales, mean_on_hand = _manual(config, policy, demand)
+    assert np.array_equal(result.profit, profit)
+    assert np.array_equal(result.undiscounted_profit, undiscounted)
+    assert np.array_equal(result.retail_sales, sales)
+    assert np.array_equal(result.mean_on_hand, mean_on_hand)
+    assert np.array_equal(result.demand, demand.sum(axis=1))
+    assert result.trajectory is None
+
+
+def test_observation_policy_rollout_equals_stepping_the_core():
+    config = ChainConfig(periods=12)
+    demand = _demand(config, 5, seed=2)
+    policy = _OrderUpToFromObservation(config.stages)
+    result = rollout(config, policy, demand)
+    profit, *_ = _manual(config, policy, demand)
+    assert np.array_equal(result.profit, profit)
+
+
+def test_episodes_are_independent_of_their_batch():
+    config = ChainConfig()
+    demand = _demand(config, 6, seed=4)
+    policy = EchelonBaseStock(config, [70.0, 160.0, 300.0], RequestMode.RAW)
+    batch = rollout(config, policy, demand)
+    alone = np.concatenate([rollout(config, policy, demand[i: i + 1]).profit for i in range(6)])
+    assert np.array_equal(batch.profit, alone)
+
+
+def test_recorded_trajectory_shapes_and_totals():
+    config = ChainConfig(backlog=True)
+    episodes, periods, stages = 7, config.periods, config.stages
+    demand = _demand(config, episodes, seed=5)
+    policy = EchelonBaseStock(config, [80.0, 180.0, 40.0])
+    result = rollout(config, policy, demand, record=True)
+    shapes = {
+        "demand": (episodes, periods),
+        "reward": (episodes, periods),
+        "requests": (episodes, periods, stages),
+        "shipped": (episodes, periods, stages),
+        "arrivals": (episodes, periods, stages),
+        "on_hand": (episodes, periods, stages),
+        "pipeline": (episodes, periods, stages),
+        "sales": (episodes, periods, stages + 1),
+        "unfulfilled": (episodes, periods, stages + 1),
+        "stage_profit": (episodes, periods, stages + 1),
+    }
+    assert {name: array.shape for name, array in result.trajectory.items()} == shapes
+    trajectory = result.trajectory
+    assert np.array_equal(trajectory["demand"], demand)
+    assert np.allclose(trajectory["reward"].sum(axis=1), result.profit, rtol=1e-12)
+    assert np.allclose(trajectory["stage_profit"].sum(axis=(1, 2)), result.undiscounted_profit,
+                       rtol=1e-12)
+    assert np.array_equal(trajectory["sales"][:, :, 0].sum(axis=1), result.retail_sales)
+    assert np.allclose(trajectory["on_hand"].mean(axis=1), result.mean_on_hand, rtol=1e-12)
+    # Recording does not change the results.
+    plain = rollout(config, policy, demand)
+    assert np.array_equal(plain.profit, result.profit)
+
+
+@pytest.mark.parametrize("backlog", [False, True])
+def test_service_level_is_a_fill_rate_in_unit_interval(backlog):
+    config = ChainConfig(backlog=backlog, demand=Poisson(60.0))
+    demand = _demand(config, 20, seed=8)
+    result = rollout(config, EchelonBaseStock(config, [60.0, 100.0, 150.0]), demand)
+    level = result.service_level
+    assert level.shape == (20,)
+    assert np.all((level >= 0.0) & (level <= 1.0))
+    assert np.array_equal(level, result.retail_sales / result.demand)
+    assert level.min() < 1.0  # demand of 60 a period outruns these low levels
+
+
+def test_service_level_is_one_without_demand_and_zero_without_stock():
+    config = ChainConfig(periods=3, initial_inventory=[0, 0, 0], lead_time=[1, 1, 1])
+    demand = np.array([[0.0, 0.0, 0.0], [5.0, 5.0, 5.0]])
+    policy = EchelonBaseStock(config, [0.0, 0.0, 0.0])
+    result = rollout(config, policy, demand)
+    assert result.service_level.tolist() == [1.0, 0.0]
+    assert result.retail_sales.tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize(("block_size", "workers"), [(1, 1), (7, 2), (64, 2), (1000, 1)])
+def test_blocked_rollout_equals_one_batch(block_size, workers):
+    config = ChainConfig()
+    demand = _demand(config, 150, seed=11)
+    levels = np.random.default_rng(12).integers(20, 300, size=(150, 3)).astype(float)
+    whole = rollout(config, EchelonBaseStock(config, levels, RequestMode.RAW), demand).profit
+    blocked = rollout_blocks(
+        config,
+        lambda block: EchelonBaseStock(config, levels[block], RequestMode.RAW),
+        demand,
+        block_size=block_size,
+        workers=workers,
+    )
+    assert np.array_equal(blocked, whole)
+
+
+def test_blocked_rollout_rejects_bad_sizes():
+    config = ChainConfig()
+    with pytest.raises(ValueError, match="block_size and workers"):
+        rollout_blocks(config, lambda b: None, _demand(config, 3, 0), block_size=0)
+
+
+def test_reset_copies_the_callers_demand():
+    config = ChainConfig(periods=3)
+    demand = np.array([5.0, 5.0, 5.0])
+    state = core.reset(config, demand)
+    demand[:] = 99.0
+    assert state.demand.tolist() == [[5.0, 5.0, 5.0]]

@@ -1,0 +1,81 @@
+"""A tiny end-to-end run of the ``echelon`` command."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from echelon import cli
+
+SIMULATE = ["simulate", "--z", "80", "180", "40", "--episodes", "50", "--seed", "0"]
+
+
+def _simulate_json(capsys, *extra):
+    assert cli.main([*SIMULATE, "--json", *extra]) == 0
+    out = capsys.readouterr().out
+    report = json.loads(out)
+    report.pop("seconds")  # wall-clock time, the only field allowed to vary
+    return report
+
+
+def test_simulate_prints_a_json_summary(capsys):
+    report = _simulate_json(capsys)
+    assert report["n"] == 50
+    assert report["z"] == [80.0, 180.0, 40.0]
+    assert report["mode"] == "clip" and report["env"] == "InvManagement-v1" and report["seed"] == 0
+    assert report["ci_low"] < report["mean"] < report["ci_high"]
+    assert report["std"] > 0
+    assert report["confidence"] == 0.95
+    assert 0.0 <= report["service_level"] <= 1.0
+    assert report["undiscounted_mean"] > report["mean"] > 0  # alpha < 1 and profits positive
+
+
+def test_simulate_is_deterministic(capsys):
+    assert _simulate_json(capsys) == _simulate_json(capsys)
+
+
+def test_raw_mode_differs_from_clip_mode(capsys):
+    clip = _simulate_json(capsys)
+    raw = _simulate_json(capsys, "--mode", "raw")
+    assert raw["mode"] == "raw"
+    assert raw["mean"] != clip["mean"]
+
+
+def test_seed_and_env_change_the_result(capsys):
+    base = _simulate_json(capsys)
+    assert _simulate_json(capsys, "--seed", "1")["mean"] != base["mean"]
+    backlog = _simulate_json(capsys, "--env", "v0")
+    assert backlog["env"] == "InvManagement-v0" and backlog["mean"] != base["mean"]
+
+
+def test_wrong_number_of_levels_is_an_error_naming_z(capsys):
+    assert cli.main(["simulate", "--z", "80", "180", "--episodes", "5", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "--z needs 3 levels" in captured.err and "got 2" in captured.err
+
+
+@pytest.mark.parametrize("argv", [["simulate", "--episodes", "0"], ["simulate", "--seed", "-1"],
+                                  ["simulate", "--mode", "greedy"], []])
+def test_bad_arguments_exit_with_usage_error(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert "usage: echelon" in capsys.readouterr().err
+
+
+def test_installed_console_script_prints_a_human_summary():
+    script = Path(sys.executable).parent / "echelon"
+    if not script.exists():
+        script = Path(shutil.which("echelon"))
+    result = subprocess.run(
+        [str(script), *SIMULATE[:-4], "--episodes", "20", "--seed", "3"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "95% CI [" in result.stdout
+    assert "20 episodes, seed 3" in result.stdout
+    assert "InvManagement-v1" in result.stdout
