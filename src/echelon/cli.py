@@ -7,11 +7,13 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from echelon.evaluation import rollout, summarize
 from echelon.policies import EchelonBaseStock, RequestMode
+from echelon.policies.search import Family, SearchConfig, run_search
 from echelon.sim import ChainConfig, run_streams
 
 
@@ -63,6 +65,158 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_search(args: argparse.Namespace) -> int:
+    config = _chain(args)
+    if args.space == "paper" and args.family != "base-stock":
+        raise ValueError("--space paper is the paper's base-stock grid; use --family base-stock")
+    settings = SearchConfig(space=args.space, family=args.family, mode=args.mode,
+                            episodes=args.episodes, top_k=args.top)
+    start = time.perf_counter()
+    result = run_search(config, settings, run_streams(args.seed).search, progress=not args.json)
+    seconds = time.perf_counter() - start
+    if args.json:
+        print(json.dumps([c.to_dict() for c in result.ranked]))
+        return 0
+    family, mode = settings.family, settings.mode
+    where = ("the search paths (the paper's protocol)" if args.space == "paper"
+             else f"{result.rank_episodes} separate ranking paths")
+    print(
+        f"{family.value} ({mode.value}) on InvManagement-{args.env}, {args.space} space: "
+        f"{result.evaluated:,} settings on {result.search_episodes} paths, seed {args.seed}, "
+        f"{seconds:.1f} s\nbest {len(result.ranked)}, mean profit on {where}:"
+    )
+    for rank_no, cand in enumerate(result.ranked, 1):
+        params = "  ".join(f"{k}={v}" for k, v in cand.params.items())
+        extra = f"  (search {cand.search_mean:.2f})" if cand.search_mean is not None else ""
+        print(f"  {rank_no}. {params}  mean {cand.mean:.2f}  std {cand.std:.2f}  "
+              f"se {cand.se:.2f}{extra}")
+    return 0
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from echelon import pipeline
+    from echelon.data import save
+
+    overrides = list(args.set)
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    if args.episodes is not None:
+        overrides.append(f"collect.episodes={args.episodes}")
+    if args.noise_std is not None:
+        overrides.append(f"collect.noise_std={args.noise_std}")
+    run = pipeline.resolve(args.preset, overrides)
+    out = Path(args.out) if args.out else Path("runs") / run.name / "dataset.h5"
+    start = time.perf_counter()
+    result = pipeline.search_stage(run, progress=not args.json)
+    data = pipeline.collect_stage(run, result)
+    save(data, out)
+    seconds = time.perf_counter() - start
+    summary = _dataset_summary(data)
+    if args.json:
+        print(json.dumps({"path": str(out), "seconds": seconds, **summary}))
+    else:
+        print(f"wrote {out}: {len(data):,} transitions, {data.episodes:,} episodes "
+              f"({seconds:.1f} s)")
+        _print_summary(summary)
+    return 0
+
+
+def _dataset_summary(data) -> dict:
+    returns, behaviour = data.episode_returns(), data.episode_behaviour()
+    policies = []
+    for k, spec in enumerate(data.behaviour_policies or [{"name": "unknown"}]):
+        mine = returns[behaviour == (k if data.behaviour_policies else -1)]
+        policies.append({
+            "id": k if data.behaviour_policies else -1,
+            "name": spec.get("name"),
+            "params": spec.get("params"),
+            "episodes": int(len(mine)),
+            "mean_return": float(mine.mean()) if len(mine) else None,
+            "std_return": float(mine.std(ddof=1)) if len(mine) > 1 else None,
+        })
+    return {
+        "transitions": len(data),
+        "episodes": data.episodes,
+        "observation_size": data.chain.observation_size,
+        "action_size": data.chain.stages,
+        "mean_return": float(returns.mean()),
+        "behaviour_policies": policies,
+        "action_min": data.actions.min(axis=0).tolist(),
+        "action_max": data.actions.max(axis=0).tolist(),
+        "observation_min": data.observations.min(axis=0).tolist(),
+        "observation_max": data.observations.max(axis=0).tolist(),
+        "source": data.source,
+    }
+
+
+def _print_summary(summary: dict) -> None:
+    print(f"  {summary['transitions']:,} transitions in {summary['episodes']:,} episodes; "
+          f"observation size {summary['observation_size']}, {summary['action_size']} actions; "
+          f"mean return {summary['mean_return']:.2f}")
+    print("  returns per behaviour policy:")
+    for p in summary["behaviour_policies"]:
+        mean = "n/a" if p["mean_return"] is None else f"{p['mean_return']:.2f}"
+        std = "" if p["std_return"] is None else f"  std {p['std_return']:.2f}"
+        print(f"    [{p['id']}] {p['name']} {p['params'] or ''}: {p['episodes']} episodes, "
+              f"mean {mean}{std}")
+    fmt = lambda xs: "[" + ", ".join(f"{x:g}" for x in xs) + "]"  # noqa: E731
+    print(f"  action range: min {fmt(summary['action_min'])}  max {fmt(summary['action_max'])}")
+    print(f"  observation range: min {fmt(summary['observation_min'])}")
+    print(f"                     max {fmt(summary['observation_max'])}")
+
+
+def _cmd_dataset_inspect(args: argparse.Namespace) -> int:
+    from echelon.data import load
+
+    data = load(args.file)
+    summary = _dataset_summary(data)
+    if args.json:
+        print(json.dumps({"path": args.file, **summary}))
+    else:
+        print(f"{args.file}: schema v{data_schema_version()}")
+        _print_summary(summary)
+    return 0
+
+
+def data_schema_version() -> int:
+    from echelon.data import SCHEMA_VERSION
+
+    return SCHEMA_VERSION
+
+
+def _cmd_oracle(args: argparse.Namespace) -> int:
+    from echelon.policies.lp import ShrinkingHorizonLP, perfect_information_bound
+
+    config = _chain(args)
+    rng = np.random.default_rng(run_streams(args.seed).test)
+    demand = config.demand.sample(rng, args.episodes, config.periods)
+    start = time.perf_counter()
+    bound = perfect_information_bound(config, demand)
+    report = {"env": f"InvManagement-{args.env}", "seed": args.seed,
+              "seconds": time.perf_counter() - start, **summarize(bound).to_dict()}
+    if args.slp:
+        start = time.perf_counter()
+        slp = rollout(config, ShrinkingHorizonLP(config), demand).profit
+        report["shrinking_horizon"] = {
+            **summarize(slp).to_dict(), "seconds": time.perf_counter() - start,
+            "share_of_bound": float(slp.mean() / bound.mean()),
+        }
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"perfect-information bound on InvManagement-{args.env}, {args.episodes} held-out "
+          f"paths, seed {args.seed} ({report['seconds']:.2f} s)\n"
+          f"  mean {report['mean']:.2f}  std {report['std']:.2f}  "
+          f"95% CI [{report['ci_low']:.2f}, {report['ci_high']:.2f}]")
+    if args.slp:
+        s = report["shrinking_horizon"]
+        print(f"shrinking-horizon LP policy (mean-demand forecast) on the same paths "
+              f"({s['seconds']:.2f} s)\n  mean {s['mean']:.2f}  std {s['std']:.2f}  "
+              f"95% CI [{s['ci_low']:.2f}, {s['ci_high']:.2f}]  "
+              f"{100 * s['share_of_bound']:.1f}% of the bound")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -101,6 +255,55 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--json", action="store_true", help="print one JSON object")
     _add_chain_options(simulate)
     simulate.set_defaults(handler=_cmd_simulate)
+
+    search = commands.add_parser(
+        "search", help="tune a heuristic family on common demand paths and rank the best"
+    )
+    search.add_argument("--family", choices=[f.value for f in Family], default="base-stock")
+    search.add_argument(
+        "--space", choices=("paper", "wide"), default="wide",
+        help="paper: the paper's 14^3 base-stock grid; wide: coarse grid + pattern search "
+        "over wide bounds, ranked on separate paths (default)",
+    )
+    search.add_argument("--mode", choices=[m.value for m in RequestMode], default="clip")
+    search.add_argument("--episodes", type=_positive_int, default=200,
+                        help="demand paths to search on (and as many to rank on)")
+    search.add_argument("--top", type=_positive_int, default=5, help="candidates to list")
+    search.add_argument("--seed", type=_seed, default=0)
+    search.add_argument("--json", action="store_true", help="print the ranked list as JSON")
+    _add_chain_options(search)
+    search.set_defaults(handler=_cmd_search)
+
+    oracle = commands.add_parser(
+        "oracle", help="the perfect-information LP bound (and the shrinking-horizon LP policy)"
+    )
+    oracle.add_argument("--episodes", type=_positive_int, default=1000)
+    oracle.add_argument("--seed", type=_seed, default=0)
+    oracle.add_argument("--slp", action="store_true",
+                        help="also run the shrinking-horizon LP policy on the same paths")
+    oracle.add_argument("--json", action="store_true")
+    _add_chain_options(oracle)
+    oracle.set_defaults(handler=_cmd_oracle)
+
+    collect = commands.add_parser(
+        "collect", help="search the behaviour policies of a preset and log their episodes"
+    )
+    collect.add_argument("--preset", default="paper", help="quick, paper, or a TOML file")
+    collect.add_argument("--out", help="dataset file (default: runs/<preset>/dataset.h5)")
+    collect.add_argument("--seed", type=_seed, help="override the preset's seed")
+    collect.add_argument("--episodes", type=_positive_int, help="override collect.episodes")
+    collect.add_argument("--noise-std", type=float, help="override collect.noise_std")
+    collect.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="override any preset field, e.g. --set search.top_k=3")
+    collect.add_argument("--json", action="store_true")
+    collect.set_defaults(handler=_cmd_collect)
+
+    dataset = commands.add_parser("dataset", help="inspect, export and import datasets")
+    dataset_commands = dataset.add_subparsers(dest="dataset_command", required=True)
+    inspect = dataset_commands.add_parser("inspect", help="size, returns per behaviour, ranges")
+    inspect.add_argument("file")
+    inspect.add_argument("--json", action="store_true")
+    inspect.set_defaults(handler=_cmd_dataset_inspect)
     return parser
 
 
@@ -109,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except ValueError as error:
+    except (ValueError, ImportError) as error:
         print(f"echelon {args.command}: error: {error}", file=sys.stderr)
         return 2
 

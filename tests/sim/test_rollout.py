@@ -93,6 +93,8 @@ def test_recorded_trajectory_shapes_and_totals():
         "sales": (episodes, periods, stages + 1),
         "unfulfilled": (episodes, periods, stages + 1),
         "stage_profit": (episodes, periods, stages + 1),
+        "action": (episodes, periods, stages),
+        "observation": (episodes, periods + 1, config.observation_size),
     }
     assert {name: array.shape for name, array in result.trajectory.items()} == shapes
     trajectory = result.trajectory
@@ -102,6 +104,14 @@ def test_recorded_trajectory_shapes_and_totals():
                        rtol=1e-12)
     assert np.array_equal(trajectory["sales"][:, :, 0].sum(axis=1), result.retail_sales)
     assert np.allclose(trajectory["on_hand"].mean(axis=1), result.mean_on_hand, rtol=1e-12)
+    # The policy's actions and the observations are those of a by-hand loop over the core.
+    state = core.reset(config, demand)
+    for n in range(periods):
+        assert np.array_equal(trajectory["observation"][:, n], core.observation(config, state))
+        action = policy.act(None, state)
+        assert np.array_equal(trajectory["action"][:, n], action)
+        state, _ = core.step(config, state, action)
+    assert np.array_equal(trajectory["observation"][:, periods], core.observation(config, state))
     # Recording does not change the results.
     plain = rollout(config, policy, demand)
     assert np.array_equal(plain.profit, result.profit)

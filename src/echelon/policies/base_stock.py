@@ -97,7 +97,8 @@ class EchelonBaseStock:
 class LocalBaseStock:
     """Order up to ``z_i`` of the stage's own (installation) inventory position.
 
-    Stage i requests ``z_i - (on_hand_i + pipeline_i - backlog_i)``: each stage looks only at
+    Stage i requests ``z_i`` minus its installation position: on-hand plus in-transit, and in
+    v0 minus what it owes downstream plus what upstream still owes it. Each stage looks only at
     its own stock, as in a decentralised chain.
 
     Args:
@@ -118,8 +119,8 @@ class LocalBaseStock:
     def act(self, obs: np.ndarray | None, state: ChainState) -> np.ndarray:
         check_rows("levels", self.levels, state.episodes)
         position = state.on_hand + state.pipeline
-        if self.config.backlog:
-            position = position - state.backlog[:, :-1]
+        if self.config.backlog:  # net of what it owes downstream, plus what it is still owed
+            position = position - state.backlog[:, :-1] + state.backlog[:, 1:]
         return _request(self.config, state, self.levels - position, self.mode)
 
 

@@ -39,7 +39,10 @@ class Rollout:
     mean_on_hand: np.ndarray
     """(N, S) on-hand inventory at the end of a period, averaged over the episode."""
     trajectory: dict[str, np.ndarray] | None = None
-    """With ``record=True``: each ``StepOutput`` array field stacked over periods as (N, T, ...)."""
+    """With ``record=True``: each ``StepOutput`` array field stacked over periods as (N, T, ...),
+    plus ``action`` (N, T, S), the policy's orders as it returned them (before the core's
+    truncation and clipping), and ``observation`` (N, T+1, obs_size), OR-Gym's observation at
+    the start of each period and after the last one."""
 
     @property
     def service_level(self) -> np.ndarray:
@@ -62,7 +65,8 @@ def rollout(
         config: The chain.
         policy: Any :class:`~echelon.policies.base.Policy`.
         demand: Demand paths shaped (N, T).
-        record: Keep every period's internals in ``Rollout.trajectory``.
+        record: Keep every period's internals, the policy's actions and the observations in
+            ``Rollout.trajectory``.
 
     Returns:
         The per-episode results.
@@ -73,16 +77,24 @@ def rollout(
     undiscounted = np.zeros(episodes)
     sales = np.zeros(episodes)
     on_hand = np.zeros((episodes, config.stages))
-    frames: dict[str, list[np.ndarray]] = {name: [] for name in _RECORDED} if record else {}
+    frames: dict[str, list[np.ndarray]] = (
+        {name: [] for name in (*_RECORDED, "action", "observation")} if record else {}
+    )
     while not state.done:
-        obs = core.observation(config, state) if policy.reads_observation else None
-        state, out = core.step(config, state, policy.act(obs, state))
+        obs = core.observation(config, state) if policy.reads_observation or record else None
+        action = np.asarray(policy.act(obs, state), dtype=np.float64)
+        if record:
+            frames["observation"].append(obs)
+            frames["action"].append(action)
+        state, out = core.step(config, state, action)
         profit += out.reward
         undiscounted += out.stage_profit.sum(axis=1)
         sales += out.sales[:, 0]
         on_hand += out.on_hand
-        for name, frame in frames.items():
-            frame.append(getattr(out, name))
+        for name in _RECORDED if record else ():
+            frames[name].append(getattr(out, name))
+    if record:
+        frames["observation"].append(core.observation(config, state))
     trajectory = {name: np.stack(frame, axis=1) for name, frame in frames.items()} or None
     return Rollout(
         profit=profit,

@@ -1,0 +1,133 @@
+"""Collection of offline datasets: behaviour policies played on collection demand paths."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from echelon.data.dataset import OfflineDataset
+from echelon.policies.base_stock import RequestMode
+from echelon.policies.mixture import Mixture
+from echelon.policies.noise import GaussianNoise
+from echelon.policies.search import Candidate, Family, from_params, make_policy
+from echelon.sim.config import ChainConfig
+from echelon.sim.rollout import rollout
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """One heuristic behaviour policy of a mixture, as found by a search."""
+
+    name: str
+    """A label, e.g. ``paper-grid-1``."""
+    family: Family
+    """The heuristic family."""
+    params: dict[str, list[float]]
+    """Its parameters, as in a search result (``{"z": [...]}``, ...)."""
+    mode: RequestMode = RequestMode.CLIP
+    """How its shortfalls become requests."""
+    weight: float = 1.0
+    """Relative probability that an episode follows it, > 0."""
+
+    def __post_init__(self) -> None:
+        if not np.isfinite(self.weight) or self.weight <= 0:
+            raise ValueError(f"behaviour {self.name!r}: weight must be > 0, got {self.weight!r}")
+
+    @classmethod
+    def from_candidate(cls, name: str, family: Family, candidate: Candidate, mode: RequestMode,
+                       weight: float = 1.0) -> Behaviour:
+        return cls(name, family, candidate.params, mode, weight)
+
+    def policy(self, config: ChainConfig):
+        return make_policy(config, self.family, from_params(self.family, self.params), self.mode)
+
+    def to_dict(self, noise_std: float) -> dict:
+        return {"name": self.name, "family": self.family.value, "params": self.params,
+                "mode": self.mode.value, "weight": self.weight, "noise_std": noise_std}
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """How a dataset is collected."""
+
+    episodes: int = 2000
+    """Episodes to log (each T transitions), >= 1."""
+    noise_std: float = 0.0
+    """Std of Gaussian noise added to every behaviour order, in units, >= 0."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.episodes, bool) or not isinstance(self.episodes, int) or self.episodes < 1:
+            raise ValueError(f"collect.episodes must be an integer >= 1, got {self.episodes!r}")
+        if not np.isfinite(self.noise_std) or self.noise_std < 0:
+            raise ValueError(f"collect.noise_std must be >= 0, got {self.noise_std!r}")
+
+
+def collect(
+    config: ChainConfig,
+    behaviours: Sequence[Behaviour],
+    settings: CollectConfig,
+    seed: np.random.SeedSequence,
+    *,
+    seeds_info: dict | None = None,
+) -> OfflineDataset:
+    """Logs episodes of a mixture of behaviour policies.
+
+    Each episode's behaviour is drawn with probability proportional to its weight (and
+    recorded); demand paths, the draw and the noise come from three independent children of
+    ``seed``, the run's collection stream, so test paths (another stream) never overlap them.
+
+    Args:
+        config: The chain.
+        behaviours: The mixture's components.
+        settings: Episode count and behaviour noise.
+        seed: The collection stream.
+        seeds_info: Recorded in the dataset's ``seeds`` attribute (e.g. the run seed).
+
+    Returns:
+        The dataset, M = episodes x periods transitions.
+    """
+    if not behaviours:
+        raise ValueError("collection needs at least one behaviour policy")
+    demand_seed, pick_seed, noise_seed = seed.spawn(3)
+    episodes, periods = settings.episodes, config.periods
+    demand = config.demand.sample(np.random.default_rng(demand_seed), episodes, periods)
+    weights = np.array([b.weight for b in behaviours], dtype=np.float64)
+    assignment = np.random.default_rng(pick_seed).choice(
+        len(behaviours), size=episodes, p=weights / weights.sum()
+    )
+    policy = Mixture([b.policy(config) for b in behaviours], assignment)
+    if settings.noise_std > 0:
+        policy = GaussianNoise(policy, settings.noise_std, np.random.default_rng(noise_seed))
+    trajectory = rollout(config, policy, demand, record=True).trajectory
+
+    def flat(name: str) -> np.ndarray:
+        array = trajectory[name]
+        return np.ascontiguousarray(array.reshape(episodes * periods, *array.shape[2:]))
+
+    obs = trajectory["observation"]
+    period = np.tile(np.arange(periods, dtype=np.int64), episodes)
+    return OfflineDataset(
+        chain=config,
+        observations=np.ascontiguousarray(obs[:, :-1].reshape(episodes * periods, -1)),
+        actions=flat("action"),
+        rewards=flat("reward"),
+        next_observations=np.ascontiguousarray(obs[:, 1:].reshape(episodes * periods, -1)),
+        terminations=period == periods - 1,
+        truncations=np.zeros(episodes * periods, dtype=bool),
+        episode_ids=np.repeat(np.arange(episodes, dtype=np.int64), periods),
+        periods=period,
+        behaviour_ids=np.repeat(assignment.astype(np.int64), periods),
+        log={
+            "sales": flat("sales"),
+            "on_hand": flat("on_hand"),
+            "shipped": flat("shipped"),
+            "unfulfilled": flat("unfulfilled"),
+            "demand": flat("demand"),
+        },
+        behaviour_policies=[b.to_dict(settings.noise_std) for b in behaviours],
+        seeds={"collect_entropy": str(seed.entropy), "collect_spawn_key": list(seed.spawn_key),
+               **(seeds_info or {})},
+        source={"kind": "simulated", "episodes": episodes, "noise_std": settings.noise_std},
+    )

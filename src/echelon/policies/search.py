@@ -1,0 +1,516 @@
+"""Parameter search for the heuristic families, on common random numbers.
+
+Two searches:
+
+* :func:`grid_search`, the paper's exhaustive grid: every configuration on the same demand
+  paths, ranked by mean profit (z in {40, 60, ..., 300}^3 gives the 2,744 configurations).
+* :func:`optimize`, which finds the best member of a family over wide bounds: a coarse grid,
+  then a batched pattern search on the integer lattice (the whole 3^P neighbourhood of the
+  incumbents, or the 2P compass moves when that is too large, with steps halved until they
+  reach one unit), all on one fixed set of training paths; the best candidates are then ranked
+  afresh on separate paths, so the reported means carry no selection bias.
+
+Configurations and episodes are evaluated together as one batch (``rollout_blocks``).
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from echelon.policies.base import Policy
+from echelon.policies.base_stock import (
+    EchelonBaseStock,
+    ReorderPointOrderUpTo,
+    RequestMode,
+    TimeAwareBaseStock,
+)
+from echelon.sim.config import ChainConfig
+from echelon.sim.demand import check_paths
+from echelon.sim.rollout import rollout_blocks
+
+# Most episodes evaluated in one call of rollout_blocks (bounds the tiled demand array).
+_EPISODES_PER_CALL = 262_144
+
+
+class Family(enum.Enum):
+    """A parametric family of heuristic policies."""
+
+    BASE_STOCK = "base-stock"
+    """Echelon base-stock: levels z (S values)."""
+    TIME_AWARE = "time-aware"
+    """Echelon base-stock with a last ordering period per stage: z, then last_order_period."""
+    SS = "ss"
+    """(s, S) on echelon position: reorder points s, then order-up-to levels S."""
+
+    def size(self, stages: int) -> int:
+        """Length P of a parameter vector for a chain of S stages."""
+        return stages if self is Family.BASE_STOCK else 2 * stages
+
+
+def to_params(family: Family, vector: np.ndarray) -> dict[str, list[float]]:
+    """A parameter vector as named per-stage lists (the ``params`` of the JSON output).
+
+    For ``ss`` the vector holds s and the gap S - s, which keeps S >= s during the search.
+    """
+    values = [float(v) for v in vector]
+    if family is Family.BASE_STOCK:
+        return {"z": values}
+    stages = len(values) // 2
+    if family is Family.TIME_AWARE:
+        return {"z": values[:stages], "last_order_period": [int(v) for v in values[stages:]]}
+    return {"s": values[:stages], "S": [s + g for s, g in zip(values[:stages], values[stages:])]}
+
+
+def from_params(family: Family, params: dict[str, list[float]]) -> np.ndarray:
+    """Inverse of :func:`to_params`.
+
+    Raises:
+        ValueError: If a key the family needs is missing.
+    """
+    needed = {Family.BASE_STOCK: ("z",), Family.TIME_AWARE: ("z", "last_order_period"),
+              Family.SS: ("s", "S")}[family]
+    missing = [key for key in needed if key not in params]
+    if missing:
+        raise ValueError(f"{family.value} parameters need {list(needed)}, missing {missing}")
+    if family is Family.SS:
+        s = np.asarray(params["s"], dtype=np.float64)
+        return np.concatenate([s, np.asarray(params["S"], dtype=np.float64) - s])
+    return np.concatenate([np.asarray(params[key], dtype=np.float64) for key in needed])
+
+
+def make_policy(
+    config: ChainConfig, family: Family, vectors: np.ndarray, mode: RequestMode = RequestMode.CLIP
+) -> Policy:
+    """The family's policy for parameter vectors shaped (P,) or (N, P), one row per episode."""
+    vectors = np.asarray(vectors, dtype=np.float64)
+    if vectors.shape[-1] != family.size(config.stages):
+        raise ValueError(
+            f"{family.value} parameter vectors need {family.size(config.stages)} values for "
+            f"{config.stages} stages, got shape {vectors.shape}"
+        )
+    stages = config.stages
+    if family is Family.BASE_STOCK:
+        return EchelonBaseStock(config, vectors, mode)
+    head, tail = vectors[..., :stages], vectors[..., stages:]
+    if family is Family.TIME_AWARE:
+        return TimeAwareBaseStock(config, head, tail, mode)
+    return ReorderPointOrderUpTo(config, head, head + tail, mode)
+
+
+def evaluate(
+    config: ChainConfig,
+    family: Family,
+    vectors: np.ndarray,
+    paths: np.ndarray,
+    mode: RequestMode = RequestMode.CLIP,
+    *,
+    workers: int = 2,
+    on_chunk: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Profit of every parameter vector on every path (common random numbers).
+
+    Args:
+        config: The chain.
+        family: The policy family.
+        vectors: (K, P) parameter vectors.
+        paths: (E, T) demand paths, the same for every vector.
+        mode: How shortfalls become requests.
+        workers: Threads.
+        on_chunk: Called with the number of vectors done after each chunk (progress).
+
+    Returns:
+        (K, E) discounted episode profits.
+    """
+    vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
+    paths = check_paths(paths, config.periods)
+    per_call = max(1, _EPISODES_PER_CALL // len(paths))
+    out = np.empty((len(vectors), len(paths)))
+    for start in range(0, len(vectors), per_call):
+        chunk = vectors[start : start + per_call]
+        per_episode = np.repeat(chunk, len(paths), axis=0)
+        profit = rollout_blocks(
+            config,
+            lambda block: make_policy(config, family, per_episode[block], mode),
+            np.tile(paths, (len(chunk), 1)),
+            workers=workers,
+        )
+        out[start : start + len(chunk)] = profit.reshape(len(chunk), len(paths))
+        if on_chunk is not None:
+            on_chunk(len(chunk))
+    return out
+
+
+class Space(enum.Enum):
+    """Where a search looks."""
+
+    PAPER = "paper"
+    """The paper's exhaustive base-stock grid, ranked on the search paths themselves."""
+    WIDE = "wide"
+    """:func:`optimize` over :func:`wide_bounds`, ranked on separate paths."""
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """A heuristic parameter search, as a preset's ``[search]`` table states it."""
+
+    space: Space = Space.PAPER
+    """``paper`` (the 14^3 base-stock grid) or ``wide`` (coarse grid + pattern search)."""
+    family: Family = Family.BASE_STOCK
+    """The heuristic family searched."""
+    mode: RequestMode = RequestMode.RAW
+    """How shortfalls become requests (the paper's experts: ``raw``)."""
+    episodes: int = 100
+    """Demand paths each setting is scored on (and, for ``wide``, as many to rank on), >= 1."""
+    top_k: int = 5
+    """How many of the best settings are kept, >= 1."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "space", Space(self.space))
+        object.__setattr__(self, "family", Family(self.family))
+        object.__setattr__(self, "mode", RequestMode(self.mode))
+        for name in ("episodes", "top_k"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"search.{name} must be an integer >= 1, got {value!r}")
+        if self.space is Space.PAPER and self.family is not Family.BASE_STOCK:
+            raise ValueError("search.space 'paper' is the paper's base-stock grid: family must be 'base-stock'")
+
+
+def run_search(
+    config: ChainConfig, settings: SearchConfig, seed: np.random.SeedSequence, *,
+    progress: bool = False, workers: int = 2,
+) -> SearchResult:
+    """Runs a configured search on paths drawn from ``seed`` (the run's search stream).
+
+    The search paths come from the stream's first child and the ranking paths of the ``wide``
+    space from its second, so the two never overlap.
+    """
+    search_seed, rank_seed = seed.spawn(2)
+    draw = config.demand.sample
+    paths = draw(np.random.default_rng(search_seed), settings.episodes, config.periods)
+    if settings.space is Space.PAPER:
+        return grid_search(config, paths, grid=paper_grid(config.stages), mode=settings.mode,
+                           top_k=settings.top_k, progress=progress, workers=workers)
+    rank = draw(np.random.default_rng(rank_seed), settings.episodes, config.periods)
+    return optimize(config, settings.family, paths, rank, mode=settings.mode,
+                    top_k=settings.top_k, progress=progress, workers=workers)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One parameter setting with its profit statistics on the ranking paths."""
+
+    params: dict[str, list[float]]
+    mean: float
+    std: float
+    se: float
+    search_mean: float | None = None
+    """Mean on the search (training) paths, when ranked on separate paths."""
+
+    def to_dict(self) -> dict:
+        out = {"params": self.params, "mean": self.mean, "std": self.std, "se": self.se}
+        if self.search_mean is not None:
+            out["search_mean"] = self.search_mean
+        return out
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The ranked candidates of a search, best first, and how they were found."""
+
+    family: Family
+    mode: RequestMode
+    ranked: list[Candidate]
+    evaluated: int
+    """Number of distinct parameter vectors evaluated on the search paths."""
+    search_episodes: int
+    rank_episodes: int
+    info: dict = field(default_factory=dict)
+
+    @property
+    def best(self) -> Candidate:
+        return self.ranked[0]
+
+    def to_dict(self) -> dict:
+        return {
+            "family": self.family.value,
+            "mode": self.mode.value,
+            "evaluated": self.evaluated,
+            "search_episodes": self.search_episodes,
+            "rank_episodes": self.rank_episodes,
+            **self.info,
+            "ranked": [c.to_dict() for c in self.ranked],
+        }
+
+
+def _candidates(
+    family: Family, vectors: np.ndarray, profits: np.ndarray, search_means: np.ndarray | None
+) -> list[Candidate]:
+    means = profits.mean(axis=1)
+    stds = profits.std(axis=1, ddof=1) if profits.shape[1] > 1 else np.full(len(means), math.nan)
+    ses = stds / math.sqrt(profits.shape[1])
+    order = np.argsort(-means, kind="stable")
+    return [
+        Candidate(
+            params=to_params(family, vectors[i]),
+            mean=float(means[i]),
+            std=float(stds[i]),
+            se=float(ses[i]),
+            search_mean=None if search_means is None else float(search_means[i]),
+        )
+        for i in order
+    ]
+
+
+def paper_grid(stages: int = 3, levels: range = range(40, 301, 20)) -> np.ndarray:
+    """The paper's grid: every combination of base-stock levels, shaped (len(levels)^S, S)."""
+    return np.array(list(itertools.product(levels, repeat=stages)), dtype=np.float64)
+
+
+def grid_search(
+    config: ChainConfig,
+    paths: np.ndarray,
+    *,
+    family: Family = Family.BASE_STOCK,
+    grid: np.ndarray | None = None,
+    mode: RequestMode = RequestMode.CLIP,
+    top_k: int = 5,
+    progress: bool = False,
+    workers: int = 2,
+) -> SearchResult:
+    """Exhaustive search: every grid point on the same paths, ranked by mean profit.
+
+    Args:
+        config: The chain.
+        paths: (E, T) demand paths every configuration faces.
+        family: The policy family of the grid's vectors.
+        grid: (K, P) parameter vectors; the paper's base-stock grid by default.
+        mode: How shortfalls become requests (the paper's experts used ``RAW``).
+        top_k: How many of the best configurations to return, >= 1.
+        progress: Show a progress bar on stderr.
+        workers: Threads.
+
+    Returns:
+        The top ``top_k`` configurations with mean, std and standard error on ``paths``.
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    grid = paper_grid(config.stages) if grid is None else np.atleast_2d(grid)
+    with tqdm(total=len(grid), desc=f"grid {family.value}", unit="cfg", disable=not progress) as bar:
+        profits = evaluate(config, family, grid, paths, mode, workers=workers, on_chunk=bar.update)
+    best = np.argsort(-profits.mean(axis=1), kind="stable")[:top_k]
+    return SearchResult(
+        family=family,
+        mode=mode,
+        ranked=_candidates(family, grid[best], profits[best], None),
+        evaluated=len(grid),
+        search_episodes=len(paths),
+        rank_episodes=len(paths),
+        info={"space": "grid"},
+    )
+
+
+def wide_bounds(config: ChainConfig, family: Family) -> tuple[np.ndarray, np.ndarray]:
+    """Search bounds wide enough for any sensible setting of the family.
+
+    Levels run from 0 (the stage never orders) to three times the mean demand over the
+    echelon's cumulative lead time plus one period; last ordering periods from -1 (never) to
+    T-1 (always).
+
+    Returns:
+        (P,) lower and (P,) upper bounds.
+    """
+    cumulative = np.cumsum(config.lead_time) + 1
+    level_high = np.ceil(3.0 * max(config.demand.mean, 1.0) * cumulative + max(config.initial_inventory))
+    level_low = np.zeros(config.stages)
+    if family is Family.BASE_STOCK:
+        return level_low, level_high
+    if family is Family.TIME_AWARE:
+        return (np.concatenate([level_low, np.full(config.stages, -1.0)]),
+                np.concatenate([level_high, np.full(config.stages, config.periods - 1.0)]))
+    return np.concatenate([level_low, level_low]), np.concatenate([level_high, level_high])
+
+
+class _Scores:
+    """Mean profit of parameter vectors on the fixed search paths, each evaluated once."""
+
+    def __init__(self, config, family, paths, mode, workers, bar) -> None:
+        self.args = (config, family)
+        self.paths, self.mode, self.workers, self.bar = paths, mode, workers, bar
+        self.means: dict[tuple[float, ...], float] = {}
+
+    def __call__(self, vectors: np.ndarray) -> np.ndarray:
+        keys = [tuple(v) for v in vectors]
+        new = np.array(sorted({k for k in keys if k not in self.means}))
+        if len(new):
+            profits = evaluate(*self.args, new, self.paths, self.mode, workers=self.workers,
+                               on_chunk=self.bar.update)
+            self.means.update(zip(map(tuple, new), profits.mean(axis=1)))
+            best = max(self.means.values())
+            self.bar.set_postfix(best=f"{best:.2f}")
+        return np.array([self.means[k] for k in keys])
+
+    def top(self, k: int, *, distinct: bool = False) -> np.ndarray:
+        """The k best vectors; with ``distinct``, one per exact mean (settings with the same
+        mean on every common path behave alike there, e.g. a cut-off after a stage's last
+        order anyway)."""
+        ranked = sorted(self.means, key=self.means.get, reverse=True)
+        if distinct:
+            seen: set[float] = set()
+            ranked = [v for v in ranked if not (self.means[v] in seen or seen.add(self.means[v]))]
+        return np.array(ranked[:k])
+
+
+def _coarse_grid(lower: np.ndarray, upper: np.ndarray, budget: int) -> np.ndarray:
+    per_axis = max(2, int(budget ** (1.0 / len(lower))))
+    axes = [np.unique(np.round(np.linspace(lo, hi, per_axis))) for lo, hi in zip(lower, upper)]
+    return np.array(list(itertools.product(*axes)), dtype=np.float64)
+
+
+def _neighbourhood(point: np.ndarray, step: np.ndarray, lower, upper, full: bool) -> np.ndarray:
+    size = len(point)
+    if full:
+        moves = np.array(list(itertools.product((-1, 0, 1), repeat=size)), dtype=np.float64)
+    else:
+        moves = np.vstack([np.zeros(size), np.eye(size), -np.eye(size)])
+    return np.clip(point + moves * step, lower, upper)
+
+
+def pattern_search(
+    score: Callable[[np.ndarray], np.ndarray],
+    starts: np.ndarray,
+    step: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    *,
+    max_neighbourhood: int = 729,
+) -> np.ndarray:
+    """Batched pattern search on the integer lattice, from each start at once.
+
+    Each round evaluates the neighbourhood of every incumbent (all 3^P points when that is at
+    most ``max_neighbourhood``, else the 2P compass moves) and moves to its best point; an
+    incumbent that is already the best halves its step, and stops once the step is one unit.
+
+    Args:
+        score: Maps (K, P) vectors to (K,) mean profits (deterministic: common paths).
+        starts: (M, P) integer starting points.
+        step: (P,) initial steps, >= 1.
+        lower, upper: (P,) bounds.
+
+    Returns:
+        (M, P) the local optimum reached from each start.
+    """
+    full = 3 ** starts.shape[1] <= max_neighbourhood
+    points = np.array(starts, dtype=np.float64)
+    steps = np.tile(np.maximum(np.round(step), 1.0), (len(points), 1))
+    active = np.ones(len(points), dtype=bool)
+    while active.any():
+        hoods = [_neighbourhood(points[i], steps[i], lower, upper, full) for i in np.flatnonzero(active)]
+        means = score(np.concatenate(hoods))
+        offset = 0
+        for i, hood in zip(np.flatnonzero(active), hoods):
+            local = means[offset : offset + len(hood)]
+            offset += len(hood)
+            here = local[0] if not full else local[len(hood) // 2]
+            best = int(np.argmax(local))
+            if local[best] > here:
+                points[i] = hood[best]
+            elif np.all(steps[i] <= 1.0):
+                active[i] = False
+            else:
+                steps[i] = np.maximum(np.floor(steps[i] / 2.0), 1.0)
+    return points
+
+
+def optimize(
+    config: ChainConfig,
+    family: Family,
+    search_paths: np.ndarray,
+    rank_paths: np.ndarray,
+    *,
+    mode: RequestMode = RequestMode.CLIP,
+    top_k: int = 5,
+    starts: int = 3,
+    coarse_budget: int = 4096,
+    progress: bool = False,
+    workers: int = 2,
+) -> SearchResult:
+    """Finds the best policies of a family over wide bounds.
+
+    Base-stock: a coarse grid over :func:`wide_bounds`, then a pattern search from its best
+    ``starts`` points. Time-aware: from the best base-stock levels with no ordering cut-off and
+    from the coarse grid with lead-time cut-offs, a sweep of each stage's last ordering period,
+    then a joint pattern search. (s, S): from the
+    best base-stock levels (s = S), a joint pattern search over s and S - s. The best
+    ``top_k`` distinct vectors found on ``search_paths`` are ranked on ``rank_paths``.
+
+    Args:
+        config: The chain.
+        family: The policy family.
+        search_paths: (E, T) demand paths the search optimises on (common random numbers).
+        rank_paths: (E', T) separate paths for the final ranking.
+        mode: How shortfalls become requests.
+        top_k: How many ranked candidates to return, >= 1.
+        starts: How many coarse-grid points start a pattern search, >= 1.
+        coarse_budget: About how many points the coarse grid has.
+        progress: Show a progress bar on stderr.
+        workers: Threads.
+
+    Returns:
+        The ranked candidates, with their means on the ranking paths and on the search paths.
+    """
+    if top_k < 1 or starts < 1:
+        raise ValueError(f"top_k and starts must be >= 1, got {top_k}, {starts}")
+    search_paths = check_paths(search_paths, config.periods)
+    rank_paths = check_paths(rank_paths, config.periods)
+    stages = config.stages
+    with tqdm(desc=f"search {family.value}", unit="cfg", disable=not progress) as bar:
+        base = _Scores(config, Family.BASE_STOCK, search_paths, mode, workers, bar)
+        lower, upper = wide_bounds(config, Family.BASE_STOCK)
+        coarse = _coarse_grid(lower, upper, coarse_budget)
+        base(coarse)
+        spacing = (upper - lower) / max(2, round(coarse_budget ** (1.0 / stages)) - 1)
+        pattern_search(base, base.top(starts), spacing / 2.0, lower, upper)
+        scores = base
+        if family is not Family.BASE_STOCK:
+            scores = _Scores(config, family, search_paths, mode, workers, bar)
+            lower, upper = wide_bounds(config, family)
+            levels = base.top(starts)
+            if family is Family.TIME_AWARE:
+                # Seeds: the best base-stock levels ordering to the end, and the coarse grid
+                # with each stage stopping when an order could no longer reach the retailer
+                # before the horizon (last = T-1 minus the lead times from that stage down).
+                reach = np.maximum(config.periods - 1.0 - np.cumsum(config.lead_time), -1.0)
+                scores(np.hstack([levels, np.full((len(levels), stages), config.periods - 1.0)]))
+                scores(np.hstack([coarse, np.tile(reach, (len(coarse), 1))]))
+                seeds = scores.top(starts)
+                for stage in range(stages):  # sweep each stage's cut-off, others fixed
+                    sweep = np.repeat(seeds, config.periods + 1, axis=0)
+                    sweep[:, stages + stage] = np.tile(np.arange(-1.0, config.periods), len(seeds))
+                    scores(sweep)
+                    seeds = scores.top(starts)
+                step = np.concatenate([np.full(stages, 8.0), np.full(stages, 2.0)])
+            else:
+                seeds = np.hstack([levels, np.zeros((len(levels), stages))])
+                scores(seeds)
+                step = np.concatenate([np.full(stages, 8.0), spacing])
+            pattern_search(scores, scores.top(starts), step, lower, upper)
+        finalists = scores.top(top_k, distinct=True)
+        search_means = scores(finalists)
+    ranked_profits = evaluate(config, family, finalists, rank_paths, mode, workers=workers)
+    return SearchResult(
+        family=family,
+        mode=mode,
+        ranked=_candidates(family, finalists, ranked_profits, search_means),
+        evaluated=len(scores.means) + (len(base.means) if scores is not base else 0),
+        search_episodes=len(search_paths),
+        rank_episodes=len(rank_paths),
+        info={"space": "wide"},
+    )
