@@ -79,3 +79,44 @@ def test_installed_console_script_prints_a_human_summary():
     assert "95% CI [" in result.stdout
     assert "20 episodes, seed 3" in result.stdout
     assert "InvManagement-v1" in result.stdout
+
+
+def _search_json(capsys, *argv):
+    assert cli.main(["search", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_search_paper_grid_prints_the_top_five_as_json(capsys):
+    ranked = _search_json(capsys, "--space", "paper", "--mode", "raw", "--episodes", "20",
+                          "--seed", "0")
+    assert isinstance(ranked, list) and len(ranked) == 5
+    for entry in ranked:
+        assert set(entry) == {"params", "mean", "std", "se"}  # no ranking paths on the grid
+        z = entry["params"]["z"]
+        assert len(z) == 3 and all(v in range(40, 301, 20) for v in z)
+        assert entry["std"] > 0
+        assert entry["se"] == pytest.approx(entry["std"] / 20**0.5, rel=1e-12)
+    means = [entry["mean"] for entry in ranked]
+    assert means == sorted(means, reverse=True)
+    # The same seed gives the same ranking.
+    assert _search_json(capsys, "--space", "paper", "--mode", "raw", "--episodes", "20",
+                        "--seed", "0") == ranked
+
+
+def test_search_time_aware_lists_last_order_periods(capsys):
+    ranked = _search_json(capsys, "--family", "time-aware", "--episodes", "10")
+    assert len(ranked) == 5
+    for entry in ranked:
+        last = entry["params"]["last_order_period"]
+        assert len(last) == 3 and all(isinstance(v, int) and -1 <= v <= 29 for v in last)
+        assert len(entry["params"]["z"]) == 3
+        assert "search_mean" in entry
+    means = [entry["mean"] for entry in ranked]
+    assert means == sorted(means, reverse=True)
+
+
+def test_search_paper_space_with_another_family_is_an_error(capsys):
+    assert cli.main(["search", "--space", "paper", "--family", "ss", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "echelon search: error:" in captured.err and "--space paper" in captured.err

@@ -99,11 +99,10 @@ _ONE_STAGE = dict(periods=10, backlog=True, demand=[0.0] * 10, initial_inventory
 def test_local_base_stock_on_one_stage_is_echelon_base_stock_in_v0():
     """With one stage, installation and echelon position are the same thing.
 
-    Known bug (fails today): in v0 the core re-requests every unfilled request in the next
-    period, so units a stage is still owed by its supplier are on order. ``LocalBaseStock``
-    does not add them (+ backlog[i+1]) to the installation position, unlike
-    ``echelon_inventory_position``, so a RAW local policy orders backlogged units a second
-    time. Here (capacity 10, z = 30, no demand) the retailer ends with 60 units, not 30.
+    Regression: in v0 the core re-requests every unfilled request in the next period, so units
+    a stage is still owed by its supplier are on order and count in its position
+    (+ backlog[i+1]). Without them a RAW local policy orders backlogged units a second time:
+    here (capacity 10, z = 30, no demand) the retailer would end with 60 units, not 30.
     """
     config = ChainConfig(**_ONE_STAGE)
     local = LocalBaseStock(config, [30.0], RequestMode.RAW)

@@ -104,11 +104,12 @@ def test_reads_observation_follows_the_wrapped_policy(inner, reads):
 
 
 def test_wraps_a_policy_that_reads_the_observation():
-    # rollout passes the observation because the wrapper says it reads it; the inner policy
-    # orders its on-hand [100, 100, 200] at period 0.
+    # The inner policy orders its on-hand [100, 100, 200] at period 0.
     state = _period_zero(3)
     policy = GaussianNoise(_OnHandEcho(), 0.0, np.random.default_rng(0))
-    assert policy.act(core.observation(CONFIG, state), state).tolist() == [[100.0, 100.0, 200.0]] * 3
+    orders = policy.act(core.observation(CONFIG, state), state)
+    assert orders.tolist() == [[100.0, 100.0, 200.0]] * 3
+    # rollout hands the wrapper the observation (the inner policy would fail on None).
     demand = CONFIG.demand.sample(np.random.default_rng(4), 3, CONFIG.periods)
-    noisy = rollout(CONFIG, GaussianNoise(_OnHandEcho(), 3.0, np.random.default_rng(0)), demand)
-    assert noisy.profit.shape == (3,)
+    wrapped = rollout(CONFIG, policy, demand)
+    assert np.array_equal(wrapped.profit, rollout(CONFIG, _OnHandEcho(), demand).profit)
