@@ -178,6 +178,36 @@ def _cmd_dataset_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dataset_export_minari(args: argparse.Namespace) -> int:
+    from echelon.data import export_minari, load
+
+    data = load(args.file)
+    where = export_minari(data, args.id, data_path=args.data_path, overwrite=args.overwrite)
+    if args.json:
+        print(json.dumps({"id": args.id, "path": str(where), "episodes": data.episodes}))
+    else:
+        print(f"exported {data.episodes:,} episodes of {args.file} as Minari dataset {args.id} "
+              f"({where}); load it with minari.load_dataset({args.id!r})")
+    return 0
+
+
+def _cmd_dataset_import(args: argparse.Namespace) -> int:
+    from echelon.data import import_log, save
+
+    chain = ChainConfig.from_dict(json.loads(Path(args.chain).read_text())) if args.chain else _chain(args)
+    data = import_log(args.log, chain)
+    out = Path(args.out) if args.out else Path(args.log).with_suffix(".h5")
+    save(data, out)
+    summary = _dataset_summary(data)
+    if args.json:
+        print(json.dumps({"path": str(out), **summary}))
+    else:
+        print(f"imported {args.log} into {out}: rewards recomputed with the "
+              f"InvManagement-{'v0' if chain.backlog else 'v1'} chain")
+        _print_summary(summary)
+    return 0
+
+
 def data_schema_version() -> int:
     from echelon.data import SCHEMA_VERSION
 
@@ -304,6 +334,26 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("file")
     inspect.add_argument("--json", action="store_true")
     inspect.set_defaults(handler=_cmd_dataset_inspect)
+    export = dataset_commands.add_parser(
+        "export-minari", help="write a Minari dataset that minari.load_dataset reads offline"
+    )
+    export.add_argument("file")
+    export.add_argument("--id", default="echelon/invmanagement-mixture-v0",
+                        help="Minari id, namespace/name-vN (default: %(default)s)")
+    export.add_argument("--data-path", help="Minari's datasets folder (default: MINARI_DATASETS_PATH "
+                        "or ~/.minari/datasets)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing dataset id")
+    export.add_argument("--json", action="store_true")
+    export.set_defaults(handler=_cmd_dataset_export_minari)
+    importer = dataset_commands.add_parser(
+        "import", help="turn a per-period CSV history into a dataset (docs/log-format.md)"
+    )
+    importer.add_argument("log", help="the CSV file")
+    importer.add_argument("--out", help="dataset file (default: the CSV's name with .h5)")
+    importer.add_argument("--chain", help="a JSON file of ChainConfig fields (default: OR-Gym's)")
+    importer.add_argument("--json", action="store_true")
+    _add_chain_options(importer)
+    importer.set_defaults(handler=_cmd_dataset_import)
     return parser
 
 

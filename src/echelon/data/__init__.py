@@ -2,6 +2,8 @@
 
 from echelon.data.collect import Behaviour, CollectConfig, collect
 from echelon.data.dataset import SCHEMA_VERSION, DatasetError, OfflineDataset, load, save
+from echelon.data.importer import export_log, import_log
+from echelon.data.minari_export import export_minari
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -10,6 +12,9 @@ __all__ = [
     "DatasetError",
     "OfflineDataset",
     "collect",
+    "export_log",
+    "export_minari",
+    "import_log",
     "load",
     "save",
 ]

@@ -4,13 +4,13 @@ Minari (``pip install 'echelon[minari]'``, 0.5.x) stores a dataset as episodes u
 ``$MINARI_DATASETS_PATH/<dataset_id>/data`` (default root ``~/.minari/datasets``), read back with
 ``minari.load_dataset(dataset_id)``. Each of our episodes becomes one Minari episode, in order:
 
-| Minari episode field | shape        | dtype   | from our dataset                                   |
-|----------------------|--------------|---------|----------------------------------------------------|
-| ``observations``     | (T+1, D)     | float64 | the episode's ``observations``, then the last ``next_observations`` |
-| ``actions``          | (T, S)       | float64 | ``actions`` (requested orders, before truncation and clipping) |
-| ``rewards``          | (T,)         | float64 | ``rewards``                                        |
-| ``terminations``     | (T,)         | bool    | ``terminations``                                   |
-| ``truncations``      | (T,)         | bool    | ``truncations``                                    |
+| Minari field       | shape    | dtype   | from our dataset                                        |
+|--------------------|----------|---------|---------------------------------------------------------|
+| ``observations``   | (T+1, D) | float64 | the episode's ``observations``, then its last ``next_observations`` |
+| ``actions``        | (T, S)   | float64 | ``actions`` (orders as requested, before truncation and clipping) |
+| ``rewards``        | (T,)     | float64 | ``rewards``                                             |
+| ``terminations``   | (T,)     | bool    | ``terminations``                                        |
+| ``truncations``    | (T,)     | bool    | ``truncations``                                         |
 
 Per-episode metadata: ``behaviour_id`` and, where the logged demand path is complete,
 ``options = {"demand": path}``: ``dataset.recover_environment().reset(options=...)`` then replays
@@ -45,7 +45,9 @@ _INSTALL_HINT = "pip install 'echelon[minari]'"
 
 # Minari's id grammar (minari.dataset.minari_dataset.DATASET_ID_RE), with the namespace and the
 # version made mandatory: ``namespace/name-vN``, the namespace possibly nested (``a/b/name-v0``).
-_DATASET_ID = re.compile(r"(?P<namespace>[-_\w][-_\w/]*[-_\w]+)/(?P<name>[-_\w]+?)-v(?P<version>\d+)")
+_DATASET_ID = re.compile(
+    r"(?P<namespace>[-_\w][-_\w/]*[-_\w]+)/(?P<name>[-_\w]+?)-v(?P<version>\d+)"
+)
 
 # Minari nags when optional metadata is left out; the caller chose to leave it out.
 _NAGS = r"`(code_permalink|author|author_email|algorithm_name|description|eval_env)` is set to None"
@@ -111,17 +113,18 @@ def _episode_buffers(data: OfflineDataset, buffer_type) -> list:
     buffers = []
     for episode, (start, end) in enumerate(zip(starts, ends)):
         rows = slice(start, end)
+        last = data.next_observations[end - 1][None]
         demand = data.log["demand"][rows]
         complete = end - start == data.chain.periods and bool(np.all(np.isfinite(demand)))
         buffers.append(buffer_type(
             id=episode,
             options={"demand": demand.copy()} if complete else None,
-            observations=np.concatenate([data.observations[rows], data.next_observations[end - 1][None]]),
+            observations=np.concatenate([data.observations[rows], last]),
             actions=data.actions[rows].copy(),
             rewards=data.rewards[rows].copy(),
             terminations=data.terminations[rows].copy(),
             truncations=data.truncations[rows].copy(),
-            infos={},  # None would break EpisodeData's repr; Minari's own collector never gives None
+            infos={},  # None breaks EpisodeData's repr; Minari's own collector never gives None
         ))
     return buffers
 

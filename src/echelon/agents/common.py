@@ -1,0 +1,132 @@
+"""Machinery shared by every offline RL algorithm: networks, batches, scaling, the protocol."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+import torch
+from torch import nn
+
+
+class Batch(NamedTuple):
+    """A minibatch of transitions, already normalised and scaled."""
+
+    observations: torch.Tensor
+    """(B, D) normalised observations."""
+    actions: torch.Tensor
+    """(B, A) actions scaled so that the env's bounds map to [-1, 1]."""
+    rewards: torch.Tensor
+    """(B, 1) rewards times the reward scale."""
+    next_observations: torch.Tensor
+    """(B, D) normalised next observations."""
+    terminations: torch.Tensor
+    """(B, 1) 1.0 where the episode ended at this step (no bootstrapping), else 0.0."""
+
+
+class Algorithm(Protocol):
+    """What the trainer needs of an algorithm."""
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One gradient step on every network; returns the losses it minimised."""
+        ...
+
+    def losses(self, batch: Batch) -> dict[str, float]:
+        """The same losses on a batch, without updating anything (validation)."""
+        ...
+
+    def act(self, observations: torch.Tensor) -> torch.Tensor:
+        """(B, A) deterministic scaled actions in [-1, 1] for (B, D) normalised observations."""
+        ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def mlp(
+    in_dim: int,
+    hidden: Sequence[int],
+    out_dim: int,
+    *,
+    layer_norm: bool = False,
+    output_activation: nn.Module | None = None,
+) -> nn.Sequential:
+    """A ReLU multilayer perceptron ``in_dim -> hidden... -> out_dim``.
+
+    Args:
+        in_dim: Input size.
+        hidden: Sizes of the hidden layers.
+        out_dim: Output size.
+        layer_norm: Add LayerNorm after each hidden linear layer.
+        output_activation: Applied to the output (e.g. ``nn.Tanh()``), or None.
+    """
+    layers: list[nn.Module] = []
+    size = in_dim
+    for width in hidden:
+        layers.append(nn.Linear(size, width))
+        if layer_norm:
+            layers.append(nn.LayerNorm(width))
+        layers.append(nn.ReLU())
+        size = width
+    layers.append(nn.Linear(size, out_dim))
+    if output_activation is not None:
+        layers.append(output_activation)
+    return nn.Sequential(*layers)
+
+
+class Critic(nn.Module):
+    """Q(s, a): an MLP on the concatenated observation and action, output (B, 1)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int]) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim + action_dim, hidden, 1)
+
+    def forward(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([observations, actions], dim=-1))
+
+
+class DeterministicActor(nn.Module):
+    """pi(s) = tanh(MLP(s)), scaled actions in [-1, 1]."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int]) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, action_dim, output_activation=nn.Tanh())
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.net(observations)
+
+
+@torch.no_grad()
+def init_parameters(module: nn.Module, generator: torch.Generator) -> None:
+    """PyTorch's default initialisation of every Linear layer, drawn from ``generator``.
+
+    Weights are Kaiming-uniform with a = sqrt(5), biases uniform in +-1/sqrt(fan_in), as
+    ``nn.Linear.reset_parameters`` does, but from an explicit Generator instead of the global
+    random state.
+    """
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+            bound = 1.0 / math.sqrt(layer.in_features)
+            nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+
+
+def actor_schedule(optimizer: torch.optim.Optimizer, kind: str, total_steps: int):
+    """``cosine``: the rate decays to 0 over ``total_steps``; ``constant``: it stays."""
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, source: nn.Module, rate: float) -> None:
+    """Polyak averaging: target <- (1 - rate) * target + rate * source."""
+    for t, s in zip(target.parameters(), source.parameters()):
+        t.lerp_(s, rate)
+
+
+def scalars(losses: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Detached Python floats of a dict of scalar tensors."""
+    return {name: float(value.detach()) for name, value in losses.items()}

@@ -1,0 +1,429 @@
+"""The training loop shared by every algorithm: tensors, batches, validation, checkpoints.
+
+The dataset lives in tensors on the training device. An epoch is one pass over the training
+transitions in an order drawn from a seeded ``torch.Generator``; 10% of the episodes (chosen
+from the seed) are held out, and the train and validation losses of every network are logged
+per epoch to ``metrics.csv``. A checkpoint is written atomically after each epoch, so a killed
+run resumes with ``resume=True`` and ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from echelon.agents.common import Batch
+from echelon.agents.registry import ALGORITHMS, algorithm_config
+from echelon.data.dataset import OfflineDataset
+from echelon.sim.config import ChainConfig
+
+CHECKPOINT_FORMAT = "echelon-agent"
+CHECKPOINT_VERSION = 1
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.csv"
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is corrupt, of another format, or does not match the run."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How an algorithm is trained on a dataset."""
+
+    epochs: int = 100
+    """Passes over the training transitions, >= 1."""
+    batch_size: int = 256
+    """Transitions per gradient step, >= 1."""
+    seed: int = 0
+    """Seeds the validation split, the initial weights and the batch order."""
+    validation_fraction: float = 0.1
+    """Share of episodes held out for validation losses, in [0, 0.5]."""
+    reward_scale: float = 1.0
+    """Rewards are multiplied by this before training (1: as logged, OR-Gym's discounted profit)."""
+    time_feature: bool = False
+    """Append the normalised period n/T to the observation (OR-Gym's has no time index)."""
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"train.{name} must be an integer >= 1, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"train.seed must be an integer >= 0, got {self.seed!r}")
+        if not 0.0 <= self.validation_fraction <= 0.5:
+            raise ValueError(
+                f"train.validation_fraction must be in [0, 0.5], got {self.validation_fraction!r}"
+            )
+        if not math.isfinite(self.reward_scale) or self.reward_scale <= 0:
+            raise ValueError(f"train.reward_scale must be > 0, got {self.reward_scale!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"train.device must be auto, cpu or cuda, got {self.device!r}")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How raw observations and actions map to what the networks see (kept in the checkpoint)."""
+
+    obs_mean: np.ndarray
+    """(D,) mean of the training observations (time feature included)."""
+    obs_std: np.ndarray
+    """(D,) their standard deviation, floored at 1e-3."""
+    action_low: np.ndarray
+    """(A,) the env's lowest order per stage (0)."""
+    action_high: np.ndarray
+    """(A,) the env's highest order per stage (the capacities)."""
+    time_feature: bool
+    periods: int
+
+    def observations(self, obs: np.ndarray, period: np.ndarray | int) -> np.ndarray:
+        """Raw (N, obs_size) observations at the given periods -> normalised (N, D) float32."""
+        obs = np.asarray(obs, dtype=np.float64)
+        if self.time_feature:
+            time_index = np.broadcast_to(np.asarray(period, dtype=np.float64) / self.periods, obs.shape[:1])
+            obs = np.column_stack([obs, time_index])
+        return ((obs - self.obs_mean) / self.obs_std).astype(np.float32)
+
+    def scale_actions(self, actions: np.ndarray) -> np.ndarray:
+        """Orders -> [-1, 1] over the env's bounds (orders beyond the bounds map beyond)."""
+        return (2.0 * (actions - self.action_low) / (self.action_high - self.action_low) - 1.0).astype(np.float32)
+
+    def unscale_actions(self, scaled: np.ndarray) -> np.ndarray:
+        """[-1, 1] -> orders, clipped to the env's bounds."""
+        orders = self.action_low + (np.asarray(scaled, dtype=np.float64) + 1.0) * 0.5 * (self.action_high - self.action_low)
+        return np.clip(orders, self.action_low, self.action_high)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"obs_mean": self.obs_mean.tolist(), "obs_std": self.obs_std.tolist(),
+                "action_low": self.action_low.tolist(), "action_high": self.action_high.tolist(),
+                "time_feature": self.time_feature, "periods": self.periods}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        arrays = {k: np.asarray(data[k], dtype=np.float64)
+                  for k in ("obs_mean", "obs_std", "action_low", "action_high")}
+        return cls(**arrays, time_feature=bool(data["time_feature"]), periods=int(data["periods"]))
+
+
+def split_episodes(episodes: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training, validation) episode ids; the validation share is drawn from the seed."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
+    order = rng.permutation(episodes)
+    held = int(round(fraction * episodes)) if episodes > 1 else 0
+    return np.sort(order[held:]), np.sort(order[:held])
+
+
+def dataset_fingerprint(data: OfflineDataset) -> str:
+    """A hash of the transitions, so that a resumed run trains on the same data."""
+    digest = hashlib.sha256()
+    for array in (data.observations, data.actions, data.rewards, data.terminations,
+                  data.episode_ids, data.periods):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
+class _Tensors:
+    """One split of the dataset as tensors on the device."""
+
+    def __init__(self, data: OfflineDataset, rows: np.ndarray, prep: Preprocessing,
+                 reward_scale: float, device: torch.device) -> None:
+        def put(array: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(np.ascontiguousarray(array), dtype=torch.float32, device=device)
+
+        periods = data.periods[rows]
+        self.observations = put(prep.observations(data.observations[rows], periods))
+        self.next_observations = put(prep.observations(data.next_observations[rows], periods + 1))
+        self.actions = put(prep.scale_actions(data.actions[rows]))
+        self.rewards = put(data.rewards[rows, None] * reward_scale)
+        self.terminations = put(data.terminations[rows, None])
+        self.size = len(rows)
+
+    def batch(self, index: torch.Tensor) -> Batch:
+        return Batch(self.observations[index], self.actions[index], self.rewards[index],
+                     self.next_observations[index], self.terminations[index])
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where a finished run's files are, and its per-epoch metrics."""
+
+    checkpoint: Path
+    metrics: list[dict[str, float]]
+    seconds: float
+    steps: int
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
+    text = io.StringIO()
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    _atomic_write(path, lambda handle: handle.write(text.getvalue().encode()))
+
+
+def train(
+    data: OfflineDataset,
+    algorithm: str,
+    algo_config: Any,
+    config: TrainConfig,
+    out: str | os.PathLike,
+    *,
+    resume: bool = False,
+    progress: bool = False,
+) -> TrainResult:
+    """Trains an algorithm on a dataset, writing ``checkpoint.pt`` and ``metrics.csv`` to ``out``.
+
+    Args:
+        data: The offline dataset.
+        algorithm: A key of ``ALGORITHMS`` (``iql``, ``bc``, ``td3bc``, ``td3``, ``cql``).
+        algo_config: That algorithm's config dataclass.
+        config: Epochs, batch size, seed and the rest.
+        out: The run's folder (created).
+        resume: Continue from the checkpoint in ``out``.
+        progress: Show a progress bar on stderr.
+
+    Returns:
+        The checkpoint's path and the metrics.
+
+    Raises:
+        CheckpointError: If ``out`` holds a checkpoint and ``resume`` is off, or the checkpoint
+            to resume does not match this run.
+        TrainingDiverged: If a loss becomes NaN or infinite (the last checkpoint is kept).
+    """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {algorithm!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = out / CHECKPOINT_NAME
+    if checkpoint_path.exists() and not resume:
+        raise CheckpointError(
+            f"{checkpoint_path} exists; pass resume to continue that run, or choose another folder"
+        )
+    device = resolve_device(config.device)
+    chain = data.chain
+    train_eps, val_eps = split_episodes(data.episodes, config.validation_fraction, config.seed)
+    train_rows = np.flatnonzero(np.isin(data.episode_ids, train_eps))
+    val_rows = np.flatnonzero(np.isin(data.episode_ids, val_eps))
+    raw_obs = data.observations[train_rows]
+    if config.time_feature:
+        raw_obs = np.column_stack([raw_obs, data.periods[train_rows] / chain.periods])
+    prep = Preprocessing(
+        obs_mean=raw_obs.mean(axis=0),
+        obs_std=np.maximum(raw_obs.std(axis=0), 1e-3),
+        action_low=np.zeros(chain.stages),
+        action_high=np.asarray(chain.capacity, dtype=np.float64),
+        time_feature=config.time_feature,
+        periods=chain.periods,
+    )
+    training = _Tensors(data, train_rows, prep, config.reward_scale, device)
+    validation = _Tensors(data, val_rows, prep, config.reward_scale, device) if len(val_rows) else None
+    steps_per_epoch = math.ceil(training.size / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+
+    algo_generator = torch.Generator(device=device).manual_seed(config.seed)
+    data_generator = torch.Generator().manual_seed(config.seed + 1)
+    learner = ALGORITHMS[algorithm].learner(
+        training.observations.shape[1], chain.stages, algo_config, total_steps, algo_generator, device
+    )
+    header = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "algorithm": algorithm,
+        "algo_config": dataclasses.asdict(algo_config),
+        "train_config": dataclasses.asdict(config),
+        "chain": chain.to_dict(),
+        "obs_dim": training.observations.shape[1],
+        "action_dim": chain.stages,
+        "preprocessing": prep.to_dict(),
+        "dataset": dataset_fingerprint(data),
+        "total_steps": total_steps,
+    }
+    metrics: list[dict[str, float]] = []
+    first_epoch = 1
+    if resume and checkpoint_path.exists():
+        saved = load_checkpoint(checkpoint_path)
+        for key in ("algorithm", "algo_config", "train_config", "dataset", "obs_dim", "total_steps"):
+            mine, theirs = _comparable(header[key]), _comparable(saved[key])
+            if mine != theirs:
+                raise CheckpointError(
+                    f"{checkpoint_path}: its {key} differs from this run's; it cannot be resumed"
+                )
+        learner.load_state_dict(saved["state"])
+        algo_generator.set_state(saved["rng"]["algo"].to(algo_generator.get_state().device))
+        data_generator.set_state(saved["rng"]["data"])
+        metrics = list(saved["metrics"])
+        first_epoch = saved["epoch"] + 1
+
+    start = time.perf_counter()
+    bar = tqdm(total=total_steps, initial=(first_epoch - 1) * steps_per_epoch, disable=not progress,
+               desc=algorithm, unit="step")
+    try:
+        for epoch in range(first_epoch, config.epochs + 1):
+            order = torch.randperm(training.size, generator=data_generator).to(device)
+            sums: dict[str, float] = {}
+            counts: dict[str, int] = {}
+            for step in range(steps_per_epoch):
+                index = order[step * config.batch_size : (step + 1) * config.batch_size]
+                losses = learner.update(training.batch(index))
+                for name, value in losses.items():
+                    if not math.isfinite(value):
+                        kept = (f"the last good checkpoint (epoch {epoch - 1}) is kept in "
+                                f"{checkpoint_path}") if epoch > 1 else "no checkpoint was written"
+                        raise TrainingDiverged(
+                            f"{algorithm}: {name} became {value} at epoch {epoch}, step {step + 1}; "
+                            f"{kept}. Lower the learning rate or scale the rewards (train.reward_scale)."
+                        )
+                    sums[name] = sums.get(name, 0.0) + value
+                    counts[name] = counts.get(name, 0) + 1
+                bar.update(1)
+            row: dict[str, float] = {"epoch": epoch, "step": epoch * steps_per_epoch,
+                                     "seconds": time.perf_counter() - start}
+            row.update({f"train_{k}": v / counts[k] for k, v in sums.items()})
+            if validation is not None:
+                row.update({f"val_{k}": v for k, v in _validate(learner, validation).items()})
+            metrics.append(row)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k.endswith("_loss")})
+            state = {**header, "epoch": epoch, "state": learner.state_dict(), "metrics": metrics,
+                     "rng": {"algo": algo_generator.get_state().cpu(), "data": data_generator.get_state()}}
+            _atomic_write(checkpoint_path, lambda handle: torch.save(state, handle))
+            _write_metrics(out / METRICS_NAME, metrics)
+    finally:
+        bar.close()
+    return TrainResult(checkpoint_path, metrics, time.perf_counter() - start, total_steps)
+
+
+def _comparable(value: Any) -> Any:
+    """Config values as plain lists, so that tuples saved in a checkpoint compare equal."""
+    if isinstance(value, dict):
+        return {k: _comparable(v) for k, v in value.items() if k != "device"}
+    if isinstance(value, (list, tuple)):
+        return [_comparable(v) for v in value]
+    return value
+
+
+def _validate(learner, split: _Tensors, chunk: int = 4096) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for start in range(0, split.size, chunk):
+        index = torch.arange(start, min(start + chunk, split.size), device=split.observations.device)
+        for name, value in learner.losses(split.batch(index)).items():
+            totals[name] = totals.get(name, 0.0) + value * len(index)
+    return {name: value / split.size for name, value in totals.items()}
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Reads a checkpoint file and checks that it is one of ours, of a known version.
+
+    Raises:
+        CheckpointError: If the file is missing, unreadable, or not an echelon agent checkpoint.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for a damaged file
+        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or truncated?): {error}") from None
+    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not an echelon agent checkpoint")
+    if saved.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint version {saved.get('version')}, this echelon reads {CHECKPOINT_VERSION}"
+        )
+    if saved.get("algorithm") not in ALGORITHMS:
+        raise CheckpointError(f"{path}: unknown algorithm {saved.get('algorithm')!r}")
+    missing = [k for k in ("algo_config", "chain", "obs_dim", "action_dim", "preprocessing", "state",
+                           "epoch") if k not in saved]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {missing}")
+    return saved
+
+
+class AgentPolicy:
+    """A trained checkpoint as a batched :class:`~echelon.policies.Policy`.
+
+    The actor's deterministic action (the Gaussian mean for IQL) is mapped back to orders and
+    clipped to the env's bounds.
+
+    Args:
+        checkpoint: A ``checkpoint.pt`` or the folder holding it.
+        chain: If given, the chain the policy will act in; it must have the checkpoint's
+            observation and action sizes.
+        device: Where to run the actor.
+
+    Raises:
+        CheckpointError: If the checkpoint is corrupt or does not fit ``chain``.
+    """
+
+    reads_observation = True
+
+    def __init__(self, checkpoint: str | os.PathLike, chain: ChainConfig | None = None,
+                 device: str = "cpu") -> None:
+        saved = load_checkpoint(checkpoint)
+        self.algorithm = saved["algorithm"]
+        self.preprocessing = Preprocessing.from_dict(saved["preprocessing"])
+        self.chain = ChainConfig.from_dict(saved["chain"])
+        if chain is not None and (chain.observation_size != self.chain.observation_size
+                                  or chain.stages != self.chain.stages):
+            raise CheckpointError(
+                f"{checkpoint}: trained on a chain with observation size "
+                f"{self.chain.observation_size} and {self.chain.stages} stages; this chain has "
+                f"{chain.observation_size} and {chain.stages}"
+            )
+        self.device = resolve_device(device)
+        config = algorithm_config(self.algorithm, saved["algo_config"])
+        self.learner = ALGORITHMS[self.algorithm].learner(
+            saved["obs_dim"], saved["action_dim"], config, saved.get("total_steps", 1),
+            torch.Generator(device=self.device), self.device,
+        )
+        try:
+            self.learner.load_state_dict(saved["state"])
+        except (KeyError, RuntimeError) as error:
+            raise CheckpointError(f"{checkpoint}: weights do not fit the network: {error}") from None
+        self.epoch = saved["epoch"]
+
+    def act(self, obs: np.ndarray | None, state) -> np.ndarray:
+        inputs = torch.as_tensor(self.preprocessing.observations(obs, state.period), device=self.device)
+        scaled = self.learner.act(inputs).cpu().numpy()
+        return self.preprocessing.unscale_actions(scaled)

@@ -1,0 +1,356 @@
+"""Import of a logged per-period history of a serial chain (CSV), and export to the same format.
+
+A log holds one row per period of each episode; S is the chain's number of stages (stage 0 is
+the retailer). Column order is free; every column named below must appear exactly once, and no
+other column may:
+
+| column                          | required | meaning                                               |
+|---------------------------------|----------|-------------------------------------------------------|
+| ``episode``                     | no       | episode label, a whole number >= 0; the rows of an episode are contiguous. Without it, each run of periods 0..T-1 in file order is one episode |
+| ``period``                      | yes      | period index n, a whole number running 0..T-1 within each episode (T = ``chain.periods``) |
+| ``on_hand_0`` .. ``on_hand_{S-1}`` | yes | on-hand inventory of each stage at the START of the period, before arrivals; checked against the simulator |
+| ``order_0`` .. ``order_{S-1}``  | yes      | units each stage requested from the stage above in the period (fractions are truncated by the simulator) |
+| ``demand``                      | yes      | customer demand at the retailer in the period         |
+
+Every value is a finite number >= 0. The first line is the header; blank lines are skipped.
+
+Import replays the logged orders against the logged demand through the simulator core with the
+given chain, so rewards, observations, sales, shipments, unfulfilled units and end-of-period
+on-hand all come from the simulator, never from the file; the logged on-hand only serves as a
+check. A row is rejected with a :class:`~echelon.data.dataset.DatasetError` naming its line
+(1-based; the header is line 1) and the reason: a missing, unknown or duplicate column; a
+non-numeric, negative or non-finite value; a period out of sequence; an episode with fewer than
+T periods; or an on-hand that differs from the simulator's (by more than 1e-6 units plus 1e-9
+relative) given the chain's initial inventory and the episode's earlier rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from echelon.data.dataset import DatasetError, OfflineDataset
+from echelon.sim.config import ChainConfig
+from echelon.sim.core import ChainState
+from echelon.sim.rollout import rollout
+
+# How far a logged on-hand may be from the simulator's: logs written with a few decimals pass.
+_ABSOLUTE_TOLERANCE = 1e-6
+_RELATIVE_TOLERANCE = 1e-9
+
+
+def log_columns(stages: int, *, episode: bool = True) -> list[str]:
+    """The log's columns in the order :func:`export_log` writes them.
+
+    Args:
+        stages: The chain's number of stages S.
+        episode: Include the optional ``episode`` column.
+    """
+    return [
+        *(["episode"] if episode else []),
+        "period",
+        *(f"on_hand_{i}" for i in range(stages)),
+        *(f"order_{i}" for i in range(stages)),
+        "demand",
+    ]
+
+
+class _Replay:
+    """Plays logged orders: episode i requests ``orders[i, n]`` in period n."""
+
+    reads_observation = False
+
+    def __init__(self, orders: np.ndarray) -> None:
+        self.orders = orders  # (N, T, S)
+
+    def act(self, obs: np.ndarray | None, state: ChainState) -> np.ndarray:
+        return self.orders[:, state.period]
+
+
+@dataclass
+class _Rows:
+    """The parsed rows of a log, in file order, after the episode structure was checked."""
+
+    lines: list[int]
+    periods: list[int]
+    on_hand: list[list[float]]
+    orders: list[list[float]]
+    demand: list[float]
+    episodes: int
+
+
+class _LogReader:
+    """Parses and checks a log row by row, raising at the first bad line."""
+
+    def __init__(self, path: Path, chain: ChainConfig) -> None:
+        self.path = path
+        self.periods = chain.periods
+        self.stages = chain.stages
+
+    def fail(self, line: int, reason: str) -> DatasetError:
+        return DatasetError(f"{self.path}, line {line}: {reason}")
+
+    def header(self, names: list[str]) -> dict[str, int]:
+        names = [name.strip() for name in names]
+        wanted = log_columns(self.stages)
+        expected = (
+            f"(the chain has S = {self.stages} stages: expected period, on_hand_0..on_hand_"
+            f"{self.stages - 1}, order_0..order_{self.stages - 1}, demand, and optionally episode)"
+        )
+        seen: dict[str, int] = {}
+        for index, name in enumerate(names):
+            if name in seen:
+                raise self.fail(1, f"column {name!r} appears more than once")
+            if name not in wanted:
+                raise self.fail(1, f"unknown column {name!r} {expected}")
+            seen[name] = index
+        missing = [name for name in wanted if name not in seen and name != "episode"]
+        if missing:
+            raise self.fail(1, f"missing column{'s' if len(missing) > 1 else ''} "
+                               f"{', '.join(missing)} {expected}")
+        return seen
+
+    def number(self, line: int, name: str, text: str, *, whole: bool = False) -> float:
+        text = text.strip()
+        if not text:
+            raise self.fail(line, f"{name} is empty")
+        try:
+            value = float(text)
+        except ValueError:
+            raise self.fail(line, f"{name} is not a number: {text!r}") from None
+        if not math.isfinite(value):
+            raise self.fail(line, f"{name} is not finite: {text!r}")
+        if value < 0:
+            raise self.fail(line, f"{name} is negative: {text!r}")
+        if whole and value != int(value):
+            raise self.fail(line, f"{name} must be a whole number, got {text!r}")
+        return value
+
+    def read(self, reader) -> _Rows:
+        header = next(reader, None)
+        if header is None or not any(name.strip() for name in header):
+            raise self.fail(1, "no header row; expected one such as " + ",".join(
+                log_columns(self.stages)))
+        columns = self.header(header)
+        has_episode = "episode" in columns
+        on_hand_at = [columns[f"on_hand_{i}"] for i in range(self.stages)]
+        order_at = [columns[f"order_{i}"] for i in range(self.stages)]
+        rows = _Rows([], [], [], [], [], 0)
+        label: float | None = None  # the current episode's label (its index without the column)
+        labels: set[float] = set()
+        count = 0  # periods of the current episode read so far
+        first = 0  # its first line
+
+        def short_episode() -> DatasetError:
+            name = f"{int(label)}" if has_episode else f"{rows.episodes - 1} (in file order)"
+            return self.fail(
+                rows.lines[-1],
+                f"episode {name} ends after {count} period{'s' if count != 1 else ''} (lines "
+                f"{first}-{rows.lines[-1]}); the chain has T = {self.periods} periods, so every "
+                f"episode needs periods 0..{self.periods - 1}",
+            )
+
+        for row in reader:
+            line = reader.line_num
+            if not any(field.strip() for field in row):
+                continue
+            if len(row) != len(header):
+                raise self.fail(line, f"{len(row)} fields, the header has {len(header)}")
+            period = self.number(line, "period", row[columns["period"]], whole=True)
+            on_hand = [self.number(line, f"on_hand_{i}", row[j]) for i, j in enumerate(on_hand_at)]
+            orders = [self.number(line, f"order_{i}", row[j]) for i, j in enumerate(order_at)]
+            demand = self.number(line, "demand", row[columns["demand"]])
+            if has_episode:
+                episode = self.number(line, "episode", row[columns["episode"]], whole=True)
+                starts = rows.episodes == 0 or episode != label
+                if starts and episode in labels:
+                    raise self.fail(line, f"episode {int(episode)} appears again after other "
+                                          "episodes; the rows of an episode must be contiguous")
+            else:
+                episode = float(rows.episodes)
+                starts = rows.episodes == 0 or count == self.periods
+                if not starts and period == 0:
+                    raise short_episode()
+            if not starts and count == self.periods:  # only with the episode column
+                raise self.fail(line, f"episode {int(episode)} already has all T = {self.periods} "
+                                      f"periods (0..{self.periods - 1})")
+            if starts:
+                if rows.episodes and count < self.periods:
+                    raise short_episode()
+                label, count, first = episode, 0, line
+                labels.add(episode)
+                rows.episodes += 1
+            if period >= self.periods:
+                raise self.fail(line, f"period {int(period)} is outside 0..{self.periods - 1}: "
+                                      f"the chain has T = {self.periods} periods")
+            if period != count:
+                raise self.fail(line, f"period {int(period)}, expected {count}: the periods of "
+                                      f"an episode run 0..{self.periods - 1} in order")
+            count += 1
+            rows.lines.append(line)
+            rows.periods.append(int(period))
+            rows.on_hand.append(on_hand)
+            rows.orders.append(orders)
+            rows.demand.append(demand)
+        if not rows.episodes:
+            raise self.fail(max(reader.line_num, 1), "no data rows after the header")
+        if count < self.periods:
+            raise short_episode()
+        return rows
+
+
+def import_log(path: str | os.PathLike, chain: ChainConfig) -> OfflineDataset:
+    """Turns a CSV history of a serial chain into a dataset, replayed through the simulator.
+
+    The format and the checks are in the module docstring (and ``docs/log-format.md``).
+
+    Args:
+        path: The CSV file.
+        chain: The chain that produced the log: its costs, capacities, lead times, initial
+            inventory, horizon T and lost sales (v1) or backlog (v0).
+
+    Returns:
+        The dataset, episodes renumbered 0..E-1 in file order; behaviour ids -1 (unknown), no
+        behaviour policies, ``log/demand`` the logged demand, ``source`` the file name and
+        ``kind: "imported"``.
+
+    Raises:
+        DatasetError: If the file is missing, or a line breaks a rule; the message gives the
+            line number (the header is line 1) and the reason.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such log file")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as file:
+            reader = csv.reader(file)
+            try:
+                rows = _LogReader(path, chain).read(reader)
+            except csv.Error as error:
+                raise DatasetError(
+                    f"{path}, line {reader.line_num}: not valid CSV: {error}"
+                ) from None
+    except UnicodeDecodeError as error:
+        raise DatasetError(f"{path}: not a UTF-8 text file: {error}") from None
+
+    episodes, periods, stages = rows.episodes, chain.periods, chain.stages
+    orders = np.array(rows.orders, dtype=np.float64).reshape(episodes, periods, stages)
+    demand = np.array(rows.demand, dtype=np.float64).reshape(episodes, periods)
+    trajectory = rollout(chain, _Replay(orders), demand, record=True).trajectory
+    obs = trajectory["observation"]  # (E, T+1, D); its first S entries are the on-hand
+
+    logged = np.array(rows.on_hand, dtype=np.float64)
+    simulated = obs[:, :-1, :stages].reshape(episodes * periods, stages)
+    tolerance = _ABSOLUTE_TOLERANCE + _RELATIVE_TOLERANCE * np.abs(simulated)
+    wrong = np.abs(logged - simulated) > tolerance
+    if wrong.any():
+        row, stage = np.argwhere(wrong)[0]  # the first in file order: rows are in file order
+        raise DatasetError(
+            f"{path}, line {rows.lines[row]}: on_hand_{stage} does not match the simulator: "
+            f"expected {float(simulated[row, stage])!r}, got {float(logged[row, stage])!r} "
+            f"(period {rows.periods[row]}; simulated from the chain's initial inventory and the "
+            "episode's earlier rows)"
+        )
+
+    def flat(name: str) -> np.ndarray:
+        array = trajectory[name]
+        return np.ascontiguousarray(array.reshape(episodes * periods, *array.shape[2:]))
+
+    period = np.tile(np.arange(periods, dtype=np.int64), episodes)
+    return OfflineDataset(
+        chain=chain,
+        observations=np.ascontiguousarray(obs[:, :-1].reshape(episodes * periods, -1)),
+        actions=flat("action"),
+        rewards=flat("reward"),
+        next_observations=np.ascontiguousarray(obs[:, 1:].reshape(episodes * periods, -1)),
+        terminations=period == periods - 1,
+        truncations=np.zeros(episodes * periods, dtype=bool),
+        episode_ids=np.repeat(np.arange(episodes, dtype=np.int64), periods),
+        periods=period,
+        behaviour_ids=np.full(episodes * periods, -1, dtype=np.int64),
+        log={
+            "sales": flat("sales"),
+            "on_hand": flat("on_hand"),
+            "shipped": flat("shipped"),
+            "unfulfilled": flat("unfulfilled"),
+            "demand": demand.reshape(-1),
+        },
+        behaviour_policies=[],
+        seeds={},
+        source={"kind": "imported", "file": path.name, "episodes": episodes},
+    )
+
+
+def _number(value: float) -> str:
+    """The shortest text that reads back as exactly ``value`` (whole numbers without '.0')."""
+    if value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(value)
+
+
+def export_log(data: OfflineDataset, path: str | os.PathLike) -> Path:
+    """Writes a dataset as a CSV log that :func:`import_log` reads back to the same transitions.
+
+    The on-hand at the start of each period is the first S entries of the observation; the
+    orders are the dataset's actions. Written atomically: to a temporary file beside the
+    target, then renamed.
+
+    Args:
+        data: The dataset; its demand must be observed (no NaN) and its actions >= 0, and every
+            episode must run the full horizon.
+        path: The CSV file to write.
+
+    Returns:
+        The path written.
+
+    Raises:
+        DatasetError: If the dataset holds what the log format cannot: unobserved demand,
+            negative orders, or an episode cut short.
+    """
+    stages, periods = data.chain.stages, data.chain.periods
+    demand = data.log["demand"]
+    for what, bad in (
+        ("demand is unobserved (NaN); the log format needs every period's demand",
+         np.isnan(demand)),
+        ("an order (action) is negative; the log format holds requested units >= 0",
+         np.any(data.actions < 0, axis=1)),
+    ):
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DatasetError(f"cannot export: in episode {data.episode_ids[row]}, period "
+                               f"{data.periods[row]}, {what}")
+    lengths = np.bincount(data.episode_ids)
+    if np.any(lengths != periods):
+        episode = int(np.flatnonzero(lengths != periods)[0])
+        raise DatasetError(
+            f"cannot export: episode {episode} has {lengths[episode]} periods, the chain has "
+            f"{periods}; the log format holds whole episodes only"
+        )
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as file:
+            writer = csv.writer(file, lineterminator="\n")
+            writer.writerow(log_columns(stages))
+            on_hand = data.observations[:, :stages]
+            for row in range(len(data)):
+                writer.writerow([
+                    str(data.episode_ids[row]),
+                    str(data.periods[row]),
+                    *(_number(float(v)) for v in on_hand[row]),
+                    *(_number(float(v)) for v in data.actions[row]),
+                    _number(float(demand[row])),
+                ])
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
