@@ -247,6 +247,113 @@ def _cmd_oracle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from echelon.agents import TrainingDiverged, train
+    from echelon.agents.presets import agent_preset
+    from echelon.data import load
+
+    overrides = {"seed": args.seed, "device": args.device}
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    algo_config, train_config = agent_preset(args.algorithm, args.preset, **overrides)
+    data = load(args.dataset)
+    out = Path(args.out) if args.out else Path(args.dataset).parent / "agents" / f"{args.algorithm}-s{args.seed}"
+    try:
+        result = train(data, args.algorithm, algo_config, train_config, out, resume=args.resume,
+                       progress=not args.json)
+    except TrainingDiverged as error:
+        print(f"echelon train: {error}", file=sys.stderr)
+        return 1
+    last = result.metrics[-1] if result.metrics else {}
+    if args.json:
+        print(json.dumps({"checkpoint": str(result.checkpoint), "seconds": result.seconds,
+                          "steps": result.steps, "last_epoch": last}))
+    else:
+        losses = "  ".join(f"{k} {v:.4g}" for k, v in last.items() if k.endswith("_loss"))
+        print(f"trained {args.algorithm} ({args.preset} preset, seed {args.seed}) on {args.dataset}: "
+              f"{result.steps:,} steps in {result.seconds:.1f} s\n  {losses}\n"
+              f"  checkpoint: {result.checkpoint}\n  metrics: {result.checkpoint.parent / 'metrics.csv'}")
+    return 0
+
+
+def _run_config(args: argparse.Namespace, preset: str):
+    from echelon import pipeline
+
+    overrides = list(getattr(args, "set", []))
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    for item in getattr(args, "sweep", None) or []:
+        overrides.append(f"train.sweep={json.dumps([item])}")
+    return pipeline.resolve(preset, overrides)
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from echelon import pipeline
+
+    run = _run_config(args, args.preset)
+    out = Path(args.out) if args.out else Path("runs") / run.name
+    report = pipeline.reproduce(run, out, progress=not args.quiet,
+                                log=(lambda *a: None) if args.quiet else print)
+    if args.quiet:
+        print(report)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from echelon import pipeline
+    from echelon.agents.trainer import CHECKPOINT_NAME, load_checkpoint
+    from echelon.evaluation.evaluate import Kind, PolicyResult
+    from echelon.evaluation.stats import paired_comparison, share_of_bound
+
+    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()] if args.baselines else []
+    overrides = [f"evaluate.episodes={args.episodes}",
+                 f"evaluate.paper_episodes={min(100, args.episodes)}",
+                 f"evaluate.baselines={json.dumps(baselines)}"]
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    run = pipeline.resolve("paper", overrides)
+    agents = []
+    for directory in args.agent:
+        path = Path(directory)
+        checkpoint = path / CHECKPOINT_NAME if path.is_dir() else path
+        saved = load_checkpoint(checkpoint)
+        agents.append((path.name if path.is_dir() else path.parent.name, saved["algorithm"],
+                       saved["train_config"]["seed"], checkpoint.resolve()))
+    search = pipeline.search_stage(run)
+    tuned = pipeline.tune_baselines(run)
+    evaluation = pipeline.evaluate_stage(run, Path.cwd(), search, tuned, agents,
+                                         log=(lambda *a: None) if args.json else print)
+    results = [PolicyResult.from_dict(p) for p in evaluation["policies"]]
+    expert = next(r for r in results if r.kind is Kind.BEST_EXPERT)
+    bound = next((r for r in results if r.kind is Kind.BOUND), None)
+    rng = np.random.default_rng(np.random.SeedSequence([run.seed, 0xE7A1]))
+    rows = []
+    for r in results:
+        s = summarize(r.profit)
+        row = {"name": r.name, "kind": r.kind.value, **s.to_dict(),
+               "undiscounted_mean": float(r.undiscounted_profit.mean()),
+               "service_level": float(r.service_level.mean())}
+        if bound is not None:
+            row["share_of_bound"] = share_of_bound(r.profit, bound.profit).ratio_of_means
+        if r is not expert:
+            c = paired_comparison(r.profit, expert.profit, rng)
+            row["vs_best_expert"] = c.to_dict()
+        rows.append(row)
+    if args.json:
+        print(json.dumps({"episodes": args.episodes, "seed": run.seed, "policies": rows}))
+        return 0
+    print(f"{len(results)} policies on {args.episodes} held-out paths (seed {run.seed}); paired "
+          f"differences to the best expert on the same paths")
+    for row in sorted(rows, key=lambda r: -r["mean"]):
+        share = f"  {100 * row['share_of_bound']:5.1f}% of bound" if "share_of_bound" in row else ""
+        diff = row.get("vs_best_expert")
+        versus = (f"  vs expert {diff['mean_difference']:+.2f} [{diff['ci_low']:+.2f}, "
+                  f"{diff['ci_high']:+.2f}]") if diff else ""
+        print(f"  {row['name']:<34} {row['mean']:8.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+              f"{share}{versus}")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -314,6 +421,43 @@ def build_parser() -> argparse.ArgumentParser:
     oracle.add_argument("--json", action="store_true")
     _add_chain_options(oracle)
     oracle.set_defaults(handler=_cmd_oracle)
+
+    train = commands.add_parser("train", help="train an offline RL agent on a dataset file")
+    train.add_argument("algorithm", choices=("iql", "bc", "td3bc", "td3", "cql"))
+    train.add_argument("--dataset", required=True, help="an echelon dataset file (.h5)")
+    train.add_argument("--preset", choices=("paper", "default", "quick"), default="default")
+    train.add_argument("--seed", type=_seed, default=0)
+    train.add_argument("--epochs", type=_positive_int, help="override the preset's epochs")
+    train.add_argument("--out", help="run folder (default: <dataset folder>/agents/<algo>-s<seed>)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    train.add_argument("--json", action="store_true")
+    train.set_defaults(handler=_cmd_train)
+
+    reproduce = commands.add_parser(
+        "reproduce", help="the whole pipeline: search, dataset, training, evaluation, report"
+    )
+    reproduce.add_argument("--preset", default="quick", help="quick, paper, or a TOML file")
+    reproduce.add_argument("--out", help="run folder (default: runs/<preset name>)")
+    reproduce.add_argument("--seed", type=_seed, help="override the preset's run seed")
+    reproduce.add_argument("--sweep", action="append", metavar="ALGO.FIELD=V1,V2",
+                           help="train extra variants, e.g. --sweep iql.tau=0.5,0.7,0.9")
+    reproduce.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                           help="override any preset field, e.g. --set train.seeds=[0,1,2]")
+    reproduce.add_argument("--quiet", action="store_true", help="print only the report's path")
+    reproduce.set_defaults(handler=_cmd_reproduce)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="trained agents and strong baselines on the same held-out paths"
+    )
+    evaluate.add_argument("--agent", nargs="*", default=[], metavar="DIR",
+                          help="agent folders (or checkpoint files) from echelon train")
+    evaluate.add_argument("--baselines", default="paper-best,tuned,time-aware,slp,oracle",
+                          help="comma-separated: paper-best, tuned, time-aware, slp, oracle")
+    evaluate.add_argument("--episodes", type=_positive_int, default=1000)
+    evaluate.add_argument("--seed", type=_seed, default=0)
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(handler=_cmd_evaluate)
 
     collect = commands.add_parser(
         "collect", help="search the behaviour policies of a preset and log their episodes"

@@ -1,24 +1,135 @@
 """The reproduction pipeline: a run's resolved configuration and its stages.
 
 A preset (TOML) is resolved into :class:`RunConfig`, then command-line overrides
-(``collect.episodes=500``) are applied, then everything is validated. Stages take the resolved
-configuration and return their results; the command line decides where they are written.
+(``collect.episodes=500``) are applied, then everything is validated.
+
+:func:`reproduce` runs the stages in order into a run folder::
+
+    search   -> search.json       the paper's grid (the behaviour policies)
+    collect  -> dataset.h5        the mixture-of-experts dataset
+    tune     -> baselines.json    strong heuristics tuned on the search stream
+    train    -> agents/<variant>-s<seed>/checkpoint.pt, metrics.csv
+    evaluate -> eval.json         every policy on the same held-out test paths
+    report   -> figures/*.png, report.md
+
+Each stage's inputs are hashed; a stage whose output exists with the same hash is skipped, so an
+interrupted run resumes where it stopped (a half-trained agent resumes from its last epoch).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
+import hashlib
+import json
+import os
+import shutil
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from echelon._io import atomic_write_json, atomic_write_text
+from echelon.agents.presets import PRESETS as AGENT_PRESETS
+from echelon.agents.registry import ALGORITHMS
 from echelon.data.collect import Behaviour, CollectConfig, collect
 from echelon.data.dataset import OfflineDataset
 from echelon.policies.search import SearchConfig, SearchResult, run_search
 from echelon.presets import read_preset
 from echelon.sim.config import ChainConfig
-from echelon.sim.demand import run_streams
+from echelon.sim.demand import child_seeds, run_streams
+
+
+BASELINES = ("paper-best", "tuned", "time-aware", "slp", "oracle")
+
+
+@dataclass(frozen=True)
+class TrainStageConfig:
+    """Which agents the pipeline trains, and how."""
+
+    preset: str = "quick"
+    """Agent preset for every algorithm: ``paper``, ``default`` or ``quick``."""
+    algorithms: tuple[str, ...] = ("iql", "bc")
+    """Algorithms to train (keys of ``echelon.agents.ALGORITHMS``)."""
+    seeds: tuple[int, ...] = (0, 1)
+    """Training seeds; every algorithm is trained once per seed."""
+    epochs: int | None = None
+    """Overrides the preset's epochs when set."""
+    device: str = "auto"
+    """``auto``, ``cpu`` or ``cuda``."""
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-algorithm settings over the preset's (TOML tables ``[train.iql]`` ...)."""
+    sweep: tuple[str, ...] = ()
+    """Extra variants, e.g. ``iql.expectile=0.5,0.7,0.9`` (one algorithm field per item)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "algorithms", tuple(self.algorithms))
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        object.__setattr__(self, "sweep", tuple(self.sweep))
+        if self.preset not in AGENT_PRESETS:
+            raise ValueError(f"train.preset must be one of {list(AGENT_PRESETS)}, got {self.preset!r}")
+        unknown = [a for a in (*self.algorithms, *self.overrides) if a not in ALGORITHMS]
+        if unknown:
+            raise ValueError(f"train.algorithms: unknown {unknown}; known: {sorted(ALGORITHMS)}")
+        if not self.seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
+            raise ValueError(f"train.seeds must be a non-empty list of integers >= 0, got {self.seeds!r}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"train.seeds must be distinct, got {self.seeds!r}")
+        if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
+            raise ValueError(f"train.epochs must be an integer >= 1, got {self.epochs!r}")
+        for item in self.sweep:
+            parse_sweep(item)
+
+
+def parse_sweep(item: str) -> tuple[str, str, list[Any]]:
+    """``iql.expectile=0.5,0.7,0.9`` -> ("iql", "expectile", [0.5, 0.7, 0.9]).
+
+    Raises:
+        ValueError: If the item is malformed or names an unknown algorithm or field.
+    """
+    key, sep, values = item.partition("=")
+    algorithm, dot, name = key.strip().partition(".")
+    if not sep or not dot or not values.strip():
+        raise ValueError(f"sweep {item!r} must look like algorithm.field=v1,v2,...")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"sweep {item!r}: unknown algorithm {algorithm!r}")
+    fields = {f.name for f in dataclasses.fields(ALGORITHMS[algorithm].config)}
+    # The paper's name for IQL's expectile is tau.
+    name = {"tau": "expectile", "beta": "temperature"}.get(name, name) if algorithm == "iql" else name
+    if name not in fields:
+        raise ValueError(f"sweep {item!r}: {algorithm} has no setting {name!r}; known: {sorted(fields)}")
+    return algorithm, name, [_parse_value(v.strip()) for v in values.split(",")]
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """The held-out evaluation."""
+
+    episodes: int = 1000
+    """Held-out test paths every policy faces (common random numbers), >= 2."""
+    paper_episodes: int = 100
+    """The paper's protocol: the first this-many test paths, compared unpaired (Welch)."""
+    baselines: tuple[str, ...] = BASELINES
+    """Strong baselines: paper-best, tuned, time-aware, slp, oracle."""
+    tuning_episodes: int = 500
+    """Paths the tuned baselines are searched on (and as many to rank on)."""
+    bootstrap: int = 2000
+    """Bootstrap resamples of every confidence interval."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "baselines", tuple(self.baselines))
+        bad = [b for b in self.baselines if b not in BASELINES]
+        if bad:
+            raise ValueError(f"evaluate.baselines: unknown {bad}; known: {list(BASELINES)}")
+        for name, low in (("episodes", 2), ("paper_episodes", 2), ("tuning_episodes", 1), ("bootstrap", 100)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"evaluate.{name} must be an integer >= {low}, got {value!r}")
+        if self.paper_episodes > self.episodes:
+            raise ValueError("evaluate.paper_episodes must be <= evaluate.episodes")
 
 
 @dataclass(frozen=True)
@@ -35,6 +146,10 @@ class RunConfig:
     """The heuristic search whose best settings are the behaviour policies."""
     collect: CollectConfig = field(default_factory=CollectConfig)
     """How the offline dataset is collected."""
+    train: TrainStageConfig = field(default_factory=TrainStageConfig)
+    """The agents trained on the dataset."""
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    """The held-out evaluation."""
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -46,12 +161,18 @@ class RunConfig:
             if dataclasses.is_dataclass(value) and not isinstance(value, type):
                 if isinstance(value, ChainConfig):
                     return value.to_dict()
-                return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+                fields = ((f.name, getattr(value, f.name)) for f in dataclasses.fields(value))
+                return {name: plain(v) for name, v in fields if v is not None}  # TOML has no null
+            if isinstance(value, (tuple, list)):
+                return [plain(v) for v in value]
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
             return getattr(value, "value", value)
         return plain(self)
 
 
-_SECTIONS = {"chain": ChainConfig, "search": SearchConfig, "collect": CollectConfig}
+_SECTIONS = {"chain": ChainConfig, "search": SearchConfig, "collect": CollectConfig,
+             "train": TrainStageConfig, "evaluate": EvaluateConfig}
 
 
 def _parse_value(text: str) -> Any:
@@ -89,11 +210,17 @@ def resolve(preset: str | Path = "quick", overrides: list[str] | tuple[str, ...]
         raise ValueError(f"unknown preset keys {sorted(unknown)}; known: name, seed, {', '.join(_SECTIONS)}")
     parts: dict[str, Any] = {}
     for section, cls in _SECTIONS.items():
+        if not isinstance(raw.get(section, {}), dict):
+            raise ValueError(f"{section} must be a table ([{section}]), got {raw[section]!r}")
         table = dict(raw.get(section, {}))
         if cls is ChainConfig:
             parts[section] = ChainConfig.from_dict(table) if table else ChainConfig()
             continue
         known = {f.name for f in dataclasses.fields(cls)}
+        if cls is TrainStageConfig:  # [train.iql] tables are per-algorithm overrides
+            overrides = dict(table.pop("overrides", {}))
+            overrides.update({k: table.pop(k) for k in list(table) if k in ALGORITHMS})
+            table["overrides"] = overrides
         bad = set(table) - known
         if bad:
             raise ValueError(f"unknown keys in [{section}]: {sorted(bad)}; known: {sorted(known)}")
@@ -124,3 +251,331 @@ def collect_stage(run: RunConfig, result: SearchResult) -> OfflineDataset:
         run_streams(run.seed).collect,
         seeds_info={"run_seed": run.seed, "stream": "collect"},
     )
+
+
+# --- agents -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AgentVariant:
+    """One algorithm configuration the pipeline trains (once per training seed)."""
+
+    name: str
+    """Folder-safe label, e.g. ``iql`` or ``iql-expectile0.5``."""
+    algorithm: str
+    algo_config: Any
+    train_config: Any
+    """``TrainConfig`` without the seed (set per run)."""
+
+    def for_seed(self, seed: int) -> tuple[str, Any]:
+        return f"{self.name}-s{seed}", dataclasses.replace(self.train_config, seed=seed)
+
+
+def agent_variants(run: RunConfig) -> list[AgentVariant]:
+    """The algorithms of ``run.train`` with their overrides, then the sweep's extra variants."""
+    from echelon.agents.presets import agent_preset
+
+    stage = run.train
+    extra = {"device": stage.device, **({"epochs": stage.epochs} if stage.epochs else {})}
+    variants: list[AgentVariant] = []
+
+    def base(algorithm: str):
+        algo, train = agent_preset(algorithm, stage.preset, **extra)
+        return dataclasses.replace(algo, **_tuples(stage.overrides.get(algorithm, {}))), train
+
+    for algorithm in stage.algorithms:
+        algo, train = base(algorithm)
+        variants.append(AgentVariant(algorithm, algorithm, algo, train))
+    for item in stage.sweep:
+        algorithm, name, values = parse_sweep(item)
+        algo, train = base(algorithm)
+        for value in values:
+            variant = dataclasses.replace(algo, **{name: value})
+            if any(v.algorithm == algorithm and v.algo_config == variant for v in variants):
+                continue  # the sweep point is already trained (e.g. the preset's own value)
+            variants.append(AgentVariant(f"{algorithm}-{name}{value:g}" if isinstance(value, float)
+                                         else f"{algorithm}-{name}{value}", algorithm, variant, train))
+    return variants
+
+
+def _tuples(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+# --- the run folder ---------------------------------------------------------------------------
+
+
+def _digest(*parts: Any) -> str:
+    text = json.dumps(parts, sort_keys=True, default=_jsonable)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return value.to_dict() if hasattr(value, "to_dict") else dataclasses.asdict(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    return str(value)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Writes JSON atomically (temp file beside it, then rename)."""
+    atomic_write_json(path, data, default=_jsonable)
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """A small TOML writer for the resolved config (tables, scalars, lists; None omitted)."""
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items() if x is not None) + "}"
+        raise ValueError(f"cannot write {v!r} as TOML")
+
+    lines: list[str] = []
+    tables: list[tuple[str, dict]] = []
+    for key, v in data.items():
+        if isinstance(v, dict):
+            tables.append((key, v))
+        elif v is not None:
+            lines.append(f"{key} = {value(v)}")
+    for name, table in tables:
+        lines.append(f"\n[{name}]")
+        for key, v in table.items():
+            if v is not None:
+                lines.append(f"{key} = {value(v)}")
+    return "\n".join(lines) + "\n"
+
+
+class RunFolder:
+    """A run's folder and the input hashes of its finished stages (``stages.json``)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._file = self.path / "stages.json"
+        self.stages: dict[str, str] = json.loads(self._file.read_text()) if self._file.exists() else {}
+
+    def done(self, stage: str, digest: str, *outputs: str) -> bool:
+        """Whether the stage ran with these inputs and its outputs are all there."""
+        return self.stages.get(stage) == digest and all((self.path / o).exists() for o in outputs)
+
+    def mark(self, stage: str, digest: str) -> None:
+        self.stages[stage] = digest
+        write_json(self._file, self.stages)
+
+
+# --- reproduce --------------------------------------------------------------------------------
+
+
+def tune_baselines(run: RunConfig, *, progress: bool = False) -> dict[str, Any]:
+    """The strong heuristics, tuned on the run's search stream (never on test paths)."""
+    from echelon.policies.base_stock import RequestMode
+    from echelon.policies.search import Family, Space
+
+    # Children 0 and 1 of the search stream serve the behaviour search; 2 and 3 these.
+    streams = child_seeds(run_streams(run.seed).search, 4)[2:]
+    wanted = {"tuned": Family.BASE_STOCK, "time-aware": Family.TIME_AWARE}
+    out: dict[str, Any] = {}
+    for (name, family), stream in zip(wanted.items(), streams):
+        if name not in run.evaluate.baselines:
+            continue
+        settings = SearchConfig(space=Space.WIDE, family=family, mode=RequestMode.CLIP,
+                                episodes=run.evaluate.tuning_episodes, top_k=1)
+        result = run_search(run.chain, settings, stream, progress=progress)
+        out[name] = {"family": family.value, "mode": "clip", "params": result.best.params,
+                     "rank_mean": result.best.mean, "evaluated": result.evaluated}
+    return out
+
+
+def held_out_paths(run: RunConfig) -> np.ndarray:
+    """The run's held-out test paths (its test stream; never used to search, collect or train)."""
+    rng = np.random.default_rng(run_streams(run.seed).test)
+    return run.chain.demand.sample(rng, run.evaluate.episodes, run.chain.periods)
+
+
+def evaluate_stage(run: RunConfig, folder: Path, search: SearchResult, baselines: dict[str, Any],
+                   agents: list[tuple[str, str, int, Path]], *, log=print) -> dict[str, Any]:
+    """Every policy on the same test paths; returns what ``eval.json`` holds."""
+    from echelon.agents.trainer import AgentPolicy
+    from echelon.evaluation.evaluate import Kind, evaluate_bound, evaluate_policy
+    from echelon.policies.lp import ShrinkingHorizonLP
+    from echelon.policies.search import Family, from_params, make_policy
+
+    paths = held_out_paths(run)
+    results = []
+    for rank, behaviour in enumerate(behaviours_from_search(run, search)):
+        kind = Kind.BEST_EXPERT if rank == 0 else Kind.EXPERT
+        label = f"best expert {behaviour.name}" if rank == 0 else f"expert {behaviour.name}"
+        results.append(evaluate_policy(run.chain, label, kind, behaviour.policy(run.chain), paths,
+                                       {"family": behaviour.family.value, "mode": behaviour.mode.value,
+                                        **behaviour.params}))
+    for name, spec in baselines.items():
+        family = Family(spec["family"])
+        policy = make_policy(run.chain, family, from_params(family, spec["params"]), spec["mode"])
+        label = {"tuned": "tuned base-stock", "time-aware": "tuned time-aware base-stock"}[name]
+        results.append(evaluate_policy(run.chain, label, Kind.BASELINE, policy, paths,
+                                       {"family": family.value, "mode": spec["mode"], **spec["params"]}))
+    if "slp" in run.evaluate.baselines:
+        log("  shrinking-horizon LP on the test paths ...")
+        results.append(evaluate_policy(run.chain, "shrinking-horizon LP", Kind.BASELINE,
+                                       ShrinkingHorizonLP(run.chain), paths, {"forecast": "mean"}))
+    for variant, algorithm, seed, path in agents:
+        results.append(evaluate_policy(run.chain, f"{variant} seed {seed}", Kind.AGENT,
+                                       AgentPolicy(path, run.chain, device="cpu"), paths,
+                                       {"variant": variant, "algorithm": algorithm, "seed": seed,
+                                        "checkpoint": os.path.relpath(path, folder)}))
+    if "oracle" in run.evaluate.baselines:
+        log("  perfect-information bound on the test paths ...")
+        results.append(evaluate_bound(run.chain, paths))
+    return {
+        "test_paths": {"seed": run.seed, "stream": "test", "episodes": int(len(paths)),
+                       "paper_episodes": run.evaluate.paper_episodes},
+        "policies": [r.to_dict() for r in results],
+    }
+
+
+def reproduce(
+    run: RunConfig, out: str | os.PathLike, *, progress: bool = True, log=print,
+) -> Path:
+    """Runs every stage into ``out``, skipping those already done with the same inputs.
+
+    Returns:
+        The path of ``report.md``.
+    """
+    from echelon.agents.trainer import CHECKPOINT_NAME, load_checkpoint, train
+    from echelon.data.dataset import load, save
+
+    folder = RunFolder(out)
+    atomic_write_text(folder.path / "config.toml", to_toml(run.to_dict()))
+    started = time.perf_counter()
+    variants = agent_variants(run)
+    jobs = [(v, seed) for v in variants for seed in run.train.seeds]
+    stages = 6
+
+    def header(index: int, name: str, detail: str = "") -> float:
+        log(f"[{index}/{stages}] {name}{': ' + detail if detail else ''} "
+            f"(run time so far {_minutes(time.perf_counter() - started)})")
+        return time.perf_counter()
+
+    # 1. search
+    search_digest = _digest("search", run.chain, run.search, run.seed)
+    t = header(1, "search", f"{run.search.space.value} {run.search.family.value} "
+               f"({run.search.mode.value}) on {run.search.episodes} paths")
+    if folder.done("search", search_digest, "search.json"):
+        search = SearchResult.from_dict(json.loads((folder.path / "search.json").read_text()))
+        log("  done earlier, skipped")
+    else:
+        search = search_stage(run, progress=progress)
+        write_json(folder.path / "search.json", search.to_dict())
+        folder.mark("search", search_digest)
+        log(f"  best {search.best.params} mean {search.best.mean:.2f} ({time.perf_counter() - t:.1f} s)")
+
+    # 2. collect
+    collect_digest = _digest("collect", search_digest, run.collect)
+    t = header(2, "collect", f"{run.collect.episodes} episodes of the top {len(search.ranked)}")
+    if folder.done("collect", collect_digest, "dataset.h5"):
+        data = load(folder.path / "dataset.h5")
+        log("  done earlier, skipped")
+    else:
+        data = collect_stage(run, search)
+        save(data, folder.path / "dataset.h5")
+        folder.mark("collect", collect_digest)
+        log(f"  {len(data):,} transitions ({time.perf_counter() - t:.1f} s)")
+
+    # 3. tune the strong baselines
+    tune_digest = _digest("tune", run.chain, run.seed, run.evaluate.tuning_episodes,
+                          sorted(set(run.evaluate.baselines) & {"tuned", "time-aware"}))
+    t = header(3, "tune baselines", f"wide searches on {run.evaluate.tuning_episodes} paths")
+    if folder.done("tune", tune_digest, "baselines.json"):
+        baselines = json.loads((folder.path / "baselines.json").read_text())
+        log("  done earlier, skipped")
+    else:
+        baselines = tune_baselines(run, progress=progress)
+        write_json(folder.path / "baselines.json", baselines)
+        folder.mark("tune", tune_digest)
+        tuned = ", ".join(f"{k} {v['rank_mean']:.2f}" for k, v in baselines.items())
+        log(f"  {tuned} ({time.perf_counter() - t:.1f} s)")
+
+    # 4. train
+    t = header(4, "train", f"{len(jobs)} agents: {', '.join(v.name for v in variants)} x seeds "
+               f"{list(run.train.seeds)} ({run.train.preset} preset)")
+    agents: list[tuple[str, str, int, Path]] = []
+    agent_digests: list[str] = []
+    rate = None  # measured gradient steps per second, for the time estimate
+    steps_left = sum(_planned_steps(len(data), variant.train_config) for variant, _ in jobs)
+    for index, (variant, seed) in enumerate(jobs, 1):
+        name, config = variant.for_seed(seed)
+        path = folder.path / "agents" / name
+        digest = _digest("train", collect_digest, variant.algorithm, variant.algo_config, config)
+        agent_digests.append(digest)
+        agents.append((variant.name, variant.algorithm, seed, path / CHECKPOINT_NAME))
+        steps = _planned_steps(len(data), config)
+        estimate = f", about {_minutes(steps_left / rate)} left" if rate else ""
+        stage_file = path / "stage.json"
+        finished = (stage_file.exists() and json.loads(stage_file.read_text()).get("digest") == digest
+                    and (path / CHECKPOINT_NAME).exists()
+                    and load_checkpoint(path / CHECKPOINT_NAME)["epoch"] == config.epochs)
+        if finished:
+            log(f"  [{index}/{len(jobs)}] {name}: done earlier, skipped")
+        else:
+            resume = stage_file.exists() and json.loads(stage_file.read_text()).get("digest") == digest
+            if not resume and path.exists():
+                shutil.rmtree(path)  # trained with other inputs: start again
+            log(f"  [{index}/{len(jobs)}] {name}: {steps:,} steps"
+                f"{' (resuming)' if resume and (path / CHECKPOINT_NAME).exists() else ''}{estimate}")
+            write_json(stage_file, {"digest": digest})
+            result = train(data, variant.algorithm, variant.algo_config, config, path,
+                           resume=resume, progress=progress)
+            rate = result.steps / max(result.seconds, 1e-9) if not resume else rate
+        steps_left -= steps
+    train_digest = _digest("agents", agent_digests)
+    log(f"  ({time.perf_counter() - t:.1f} s)")
+
+    # 5. evaluate
+    eval_digest = _digest("evaluate", search_digest, tune_digest, train_digest, run.evaluate,
+                          run.chain, run.seed)
+    t = header(5, "evaluate", f"every policy on {run.evaluate.episodes} held-out paths")
+    if folder.done("evaluate", eval_digest, "eval.json"):
+        evaluation = json.loads((folder.path / "eval.json").read_text())
+        log("  done earlier, skipped")
+    else:
+        evaluation = evaluate_stage(run, folder.path, search, baselines, agents, log=log)
+        write_json(folder.path / "eval.json", evaluation)
+        folder.mark("evaluate", eval_digest)
+        log(f"  {len(evaluation['policies'])} policies ({time.perf_counter() - t:.1f} s)")
+
+    # 6. figures and report (cheap: always redone)
+    header(6, "figures and report")
+    from echelon.agents.trainer import AgentPolicy
+    from echelon.evaluation.report import write_report
+    from echelon.sim.rollout import rollout
+
+    inventory = None
+    iql = [a for a in agents if a[0] == "iql"]
+    if iql:  # Figure 4: the first IQL seed and the best expert on the first test path
+        path = held_out_paths(run)[:1]
+        policies = (AgentPolicy(iql[0][3], run.chain, device="cpu"),
+                    behaviours_from_search(run, search)[0].policy(run.chain))
+        on_hand = [rollout(run.chain, p, path, record=True).trajectory["on_hand"][0] for p in policies]
+        inventory = (on_hand[0], on_hand[1], (f"iql seed {iql[0][2]}", "best expert"), path[0])
+    report = write_report(run, folder.path, evaluation, search, baselines, agents, inventory)
+    log(f"done in {_minutes(time.perf_counter() - started)}: {report}")
+    return report
+
+
+def _planned_steps(transitions: int, config: Any) -> int:
+    train_rows = transitions * (1.0 - config.validation_fraction)
+    return config.epochs * int(np.ceil(train_rows / config.batch_size))
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"

@@ -1,5 +1,6 @@
-"""Summary statistics against scipy and hand-computed values."""
+"""Statistics of episode and seed scores against scipy and hand-computed values."""
 
+import json
 import math
 
 import numpy as np
@@ -7,6 +8,20 @@ import pytest
 from scipy import stats
 
 from echelon.evaluation import Summary, summarize
+from echelon.evaluation.stats import (
+    IntervalEstimate,
+    PairedComparison,
+    ShareOfBound,
+    TestResult,
+    aggregate_with_ci,
+    interquartile_mean,
+    paired_comparison,
+    percent_improvement,
+    probability_of_improvement,
+    probability_of_improvement_with_ci,
+    share_of_bound,
+    welch_test,
+)
 
 
 def test_summary_by_hand():
@@ -20,6 +35,7 @@ def test_summary_by_hand():
     assert summary.ci_low == pytest.approx(3.0 - half, rel=1e-12)
     assert summary.ci_high == pytest.approx(3.0 + half, rel=1e-12)
     assert (summary.n, summary.confidence) == (5, 0.95)
+    assert isinstance(summary, Summary)
 
 
 @pytest.mark.parametrize("confidence", [0.5, 0.9, 0.95, 0.99])
@@ -72,3 +88,270 @@ def test_no_scores_raise():
 def test_bad_confidence_raises(confidence):
     with pytest.raises(ValueError, match=r"confidence must be in \(0, 1\)"):
         summarize([1.0, 2.0, 3.0], confidence)
+
+
+# --- The paper's protocol -----------------------------------------------------------------------
+
+
+def _profits(seed, n=100, shift=0.0):
+    """Episode profits of two policies on common paths: shared demand noise plus own noise."""
+    rng = np.random.default_rng(seed)
+    common = rng.normal(350.0, 20.0, size=n)
+    return common + shift + rng.normal(0.0, 5.0, size=n), common + rng.normal(0.0, 5.0, size=n)
+
+
+def test_welch_test_matches_scipy():
+    a = np.random.default_rng(0).normal(400.78, 14.76, size=100)
+    b = np.random.default_rng(1).normal(341.35, 13.27, size=80)
+    result = welch_test(a, b)
+    expected = stats.ttest_ind(a, b, equal_var=False)
+    assert isinstance(result, TestResult)
+    assert result.statistic == pytest.approx(expected.statistic, rel=1e-12)
+    assert result.p_value == pytest.approx(expected.pvalue, rel=1e-9)
+    assert result.dof == pytest.approx(expected.df, rel=1e-12)
+    assert result.statistic > 0 and result.p_value < 1e-50
+
+
+def test_welch_test_by_hand():
+    # a = [1, 2, 3]: mean 2, var 1; b = [4, 6]: mean 5, var 2.
+    # se^2 = 1/3 + 2/2 = 4/3; t = -3 / sqrt(4/3); dof = (4/3)^2 / ((1/3)^2/2 + 1^2/1) = 32/19.
+    result = welch_test([1.0, 2.0, 3.0], [4.0, 6.0])
+    assert result.statistic == pytest.approx(-3.0 / math.sqrt(4.0 / 3.0), rel=1e-12)
+    assert result.dof == pytest.approx(32.0 / 19.0, rel=1e-12)
+    assert result.p_value == pytest.approx(2 * stats.t.sf(3.0 / math.sqrt(4.0 / 3.0), 32 / 19))
+
+
+def test_welch_test_of_constant_samples_does_not_divide_by_zero():
+    assert welch_test([3.0, 3.0], [3.0, 3.0, 3.0]).to_dict() == {
+        "statistic": 0.0, "p_value": 1.0, "dof": pytest.approx(math.nan, nan_ok=True)}
+    different = welch_test([2.0, 2.0], [3.0, 3.0])
+    assert (different.statistic, different.p_value) == (-math.inf, 0.0)
+
+
+@pytest.mark.parametrize("a, b", [([1.0], [1.0, 2.0]), ([1.0, math.nan], [1.0, 2.0]),
+                                  (np.ones((2, 2)), [1.0, 2.0])])
+def test_welch_test_rejects_bad_samples(a, b):
+    with pytest.raises(ValueError):
+        welch_test(a, b)
+
+
+def test_percent_improvement_reproduces_the_papers_number():
+    # Table I: 341.35 -> 400.78 is the paper's "17.41% increase".
+    assert percent_improvement([400.78], [341.35]) == pytest.approx(17.41, abs=0.005)
+    assert percent_improvement([1.0, 3.0], [-4.0]) == pytest.approx(150.0)  # |mean(b)| = 4
+    assert percent_improvement([1.0], [2.0]) == pytest.approx(-50.0)
+
+
+def test_percent_improvement_over_zero_raises():
+    with pytest.raises(ValueError, match="mean of b is 0"):
+        percent_improvement([1.0], [-1.0, 1.0])
+
+
+# --- Paired comparison --------------------------------------------------------------------------
+
+
+def test_paired_comparison_matches_scipy():
+    a, b = _profits(2, shift=3.0)
+    result = paired_comparison(a, b, np.random.default_rng(0), n_bootstrap=2000)
+    t = stats.ttest_rel(a, b)
+    w = stats.wilcoxon(a - b)
+    assert isinstance(result, PairedComparison)
+    assert result.n == 100
+    assert result.mean_difference == pytest.approx(a.mean() - b.mean(), rel=1e-12)
+    assert (result.mean_a, result.mean_b) == pytest.approx((a.mean(), b.mean()), rel=1e-15)
+    assert result.std_difference == pytest.approx(np.std(a - b, ddof=1), rel=1e-12)
+    assert result.t_statistic == pytest.approx(t.statistic, rel=1e-12)
+    assert result.t_p_value == pytest.approx(t.pvalue, rel=1e-9)
+    assert result.wilcoxon_statistic == pytest.approx(w.statistic, rel=1e-12)
+    assert result.wilcoxon_p_value == pytest.approx(w.pvalue, rel=1e-9)
+    assert result.win_rate == pytest.approx(np.mean(a > b))
+    assert result.tie_rate == 0.0
+
+
+def test_pairing_detects_what_welch_misses():
+    # The shared demand noise (sd 20) swamps a shift of 3 between independent samples, not the
+    # per-episode differences (sd about 7).
+    a, b = _profits(4, shift=3.0)
+    assert welch_test(a, b).p_value > 0.05
+    assert paired_comparison(a, b, np.random.default_rng(0), n_bootstrap=500).t_p_value < 1e-3
+
+
+def test_bootstrap_interval_covers_the_true_shift_and_is_reproducible():
+    a, b = _profits(5, n=200, shift=10.0)
+    first = paired_comparison(a, b, np.random.default_rng(11))
+    again = paired_comparison(a, b, np.random.default_rng(11))
+    other = paired_comparison(a, b, np.random.default_rng(12))
+    assert first == again
+    assert (first.ci_low, first.ci_high) != (other.ci_low, other.ci_high)
+    assert first.ci_low < 10.0 < first.ci_high
+    assert first.ci_low < first.mean_difference < first.ci_high
+    assert 0.0 < first.ci_low  # a clear improvement
+    assert (first.confidence, first.n_bootstrap) == (0.95, 10_000)
+
+
+def test_bootstrap_interval_is_the_percentile_interval_of_resampled_means():
+    a, b = np.array([5.0, 1.0, 4.0, 2.0]), np.array([1.0, 1.0, 1.0, 1.0])
+    result = paired_comparison(a, b, np.random.default_rng(3), n_bootstrap=300, confidence=0.8)
+    difference = a - b
+    means = difference[np.random.default_rng(3).integers(0, 4, size=(300, 4))].mean(axis=1)
+    assert (result.ci_low, result.ci_high) == tuple(np.percentile(means, [10.0, 90.0]))
+
+
+def test_paired_comparison_shares_by_hand():
+    result = paired_comparison([3.0, 1.0, 2.0, 5.0], [1.0, 1.0, 4.0, 2.0],
+                               np.random.default_rng(0), n_bootstrap=10)
+    # Differences 2, 0, -2, 3: a wins 2 of 4 episodes and ties 1.
+    assert (result.win_rate, result.tie_rate) == (0.5, 0.25)
+    assert result.mean_difference == 0.75
+
+
+def test_identical_policies_do_not_crash():
+    a = np.array([300.0, 320.0, 310.0])
+    result = paired_comparison(a, a.copy(), np.random.default_rng(0), n_bootstrap=100)
+    assert (result.mean_difference, result.t_statistic, result.t_p_value) == (0.0, 0.0, 1.0)
+    assert (result.wilcoxon_statistic, result.wilcoxon_p_value) == (0.0, 1.0)
+    assert (result.ci_low, result.ci_high, result.win_rate, result.tie_rate) == (
+        0.0, 0.0, 0.0, 1.0)
+
+
+def test_a_constant_difference_is_certain():
+    result = paired_comparison([2.0, 5.0, 3.0], [1.0, 4.0, 2.0], np.random.default_rng(0),
+                               n_bootstrap=10)
+    assert (result.t_statistic, result.t_p_value, result.win_rate) == (math.inf, 0.0, 1.0)
+
+
+def test_paired_comparison_to_dict_is_json_ready():
+    result = paired_comparison([1.0, 2.0, 4.0], [0.0, 2.5, 1.0], np.random.default_rng(0),
+                               n_bootstrap=50)
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["n"] == 3 and data["mean_difference"] == pytest.approx(3.5 / 3.0)  # 1, -0.5, 3
+    assert set(data) >= {"t_p_value", "wilcoxon_p_value", "ci_low", "ci_high", "win_rate"}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"b": [1.0, 2.0]}, "equal lengths"),
+    ({"n_bootstrap": 0}, "n_bootstrap"),
+    ({"confidence": 1.0}, "confidence"),
+])
+def test_paired_comparison_rejects_bad_input(kwargs, message):
+    arguments = {"a": [1.0, 2.0, 3.0], "b": [1.0, 2.0, 2.0], "rng": np.random.default_rng(0)}
+    with pytest.raises(ValueError, match=message):
+        paired_comparison(**(arguments | kwargs))
+
+
+# --- Across training seeds: rliable's conventions ------------------------------------------------
+
+
+def test_interquartile_mean_by_hand():
+    # 8 values: cut 2 from each end, mean of 3, 4, 5, 6.
+    assert interquartile_mean(np.array([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]])) == 4.5
+    # Tasks are pooled: the same values as a (4, 2) matrix, shuffled.
+    assert interquartile_mean(np.array([[8.0, 1.0], [3.0, 6.0], [5.0, 2.0], [7.0, 4.0]])) == 4.5
+    # An outlier among 4 runs does not move it: cut 1 from each end, mean of 2 and 3.
+    assert interquartile_mean(np.array([1.0, 2.0, 3.0, 1000.0])) == 2.5
+
+
+def test_interquartile_mean_matches_scipy():
+    scores = np.random.default_rng(0).normal(size=(10, 7))
+    assert interquartile_mean(scores) == pytest.approx(stats.trim_mean(scores.ravel(), 0.25))
+
+
+def test_stratified_bootstrap_is_reproducible_and_covers_the_point():
+    scores = np.random.default_rng(1).normal(380.0, 15.0, size=(10, 3))
+    first = aggregate_with_ci(scores, interquartile_mean, np.random.default_rng(7))
+    again = aggregate_with_ci(scores, interquartile_mean, np.random.default_rng(7))
+    other = aggregate_with_ci(scores, interquartile_mean, np.random.default_rng(8))
+    assert isinstance(first, IntervalEstimate)
+    assert first == again and first.interval != other.interval
+    point, (low, high) = first
+    assert point == interquartile_mean(scores)
+    assert low < point < high
+
+
+def test_stratified_bootstrap_resamples_runs_within_each_task():
+    # Task 0 holds only 0s and 1s, task 1 only 10s and 11s: a resample that mixed tasks would give
+    # a column with values of both; the aggregate returns the largest spread within a column.
+    scores = np.array([[0.0, 10.0], [1.0, 11.0], [0.0, 11.0]])
+    spreads = []
+
+    def max_spread(resampled):
+        spreads.append(float(np.ptp(resampled, axis=0).max()))
+        assert resampled.shape == (3, 2)
+        return spreads[-1]
+
+    aggregate_with_ci(scores, max_spread, np.random.default_rng(0), n_bootstrap=200)
+    assert len(spreads) == 201 and max(spreads) == 1.0
+
+
+def test_aggregate_with_ci_of_the_mean_by_hand():
+    # One run per task: every resample is the original, so the interval collapses to the point.
+    point, (low, high) = aggregate_with_ci(np.array([[1.0, 2.0, 6.0]]), np.mean,
+                                           np.random.default_rng(0), n_bootstrap=50)
+    assert point == low == high == 3.0
+    assert IntervalEstimate(3.0, (2.0, 4.0)).to_dict() == {"point": 3.0, "ci_low": 2.0,
+                                                          "ci_high": 4.0}
+
+
+def test_probability_of_improvement_by_hand():
+    x = np.array([[5.0, 7.0], [6.0, 8.0]])
+    assert probability_of_improvement(x, x - 10.0) == 1.0
+    assert probability_of_improvement(x - 10.0, x) == 0.0
+    assert probability_of_improvement(x, x) == 0.5
+    assert probability_of_improvement(np.full((3, 1), 2.0), np.full((2, 1), 2.0)) == 0.5
+    # One task, x = [1, 3, 5], y = [2, 3]: x wins (3,2), (5,2), (5,3) and ties (3,3): 3.5 of 6.
+    assert probability_of_improvement([1.0, 3.0, 5.0], [2.0, 3.0]) == pytest.approx(3.5 / 6.0)
+    # Two tasks averaged: 1 on the first, 3.5/6 on the second.
+    x2 = np.array([[10.0, 1.0], [11.0, 3.0], [12.0, 5.0]])
+    y2 = np.array([[0.0, 2.0], [0.0, 3.0]])
+    assert probability_of_improvement(x2, y2) == pytest.approx((1.0 + 3.5 / 6.0) / 2.0)
+
+
+def test_probability_of_improvement_is_mann_whitney_u():
+    rng = np.random.default_rng(3)
+    x, y = rng.integers(0, 5, size=(9, 4)).astype(float), rng.integers(0, 5, size=(6, 4)) + 0.5
+    y[:2] = x[:2]  # some ties
+    expected = np.mean([stats.mannwhitneyu(x[:, t], y[:, t]).statistic / 54 for t in range(4)])
+    assert probability_of_improvement(x, y) == pytest.approx(expected, rel=1e-12)
+    assert probability_of_improvement(x, y) + probability_of_improvement(y, x) == pytest.approx(1)
+
+
+def test_probability_of_improvement_with_ci():
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(1.0, 1.0, size=(10, 1)), rng.normal(0.0, 1.0, size=(8, 1))
+    first = probability_of_improvement_with_ci(x, y, np.random.default_rng(5))
+    again = probability_of_improvement_with_ci(x, y, np.random.default_rng(5))
+    assert first == again
+    point, (low, high) = first
+    assert point == probability_of_improvement(x, y)
+    assert 0.0 <= low < point < high <= 1.0
+
+
+def test_probability_of_improvement_needs_the_same_tasks():
+    with pytest.raises(ValueError, match="same tasks"):
+        probability_of_improvement(np.zeros((3, 2)), np.zeros((3, 1)))
+
+
+@pytest.mark.parametrize("scores", [np.array([]), np.zeros((2, 2, 2)), np.array([1.0, math.inf])])
+def test_aggregates_reject_bad_scores(scores):
+    with pytest.raises(ValueError):
+        interquartile_mean(scores)
+
+
+# --- Share of the bound -------------------------------------------------------------------------
+
+
+def test_share_of_bound_by_hand():
+    share = share_of_bound([90.0, 10.0], [100.0, 100.0 / 3.0])
+    assert isinstance(share, ShareOfBound)
+    # Ratio of means: 50 / (200/3) = 0.75; mean of ratios: (0.9 + 0.3) / 2 = 0.6.
+    assert share.ratio_of_means == pytest.approx(0.75, rel=1e-15)
+    assert share.mean_of_ratios == pytest.approx(0.6, rel=1e-15)
+    assert share.to_dict() == {"ratio_of_means": share.ratio_of_means,
+                               "mean_of_ratios": share.mean_of_ratios, "n": 2}
+
+
+def test_share_of_bound_rejects_bad_bounds():
+    with pytest.raises(ValueError, match="positive"):
+        share_of_bound([1.0, 2.0], [1.0, 0.0])
+    with pytest.raises(ValueError, match="equal lengths"):
+        share_of_bound([1.0, 2.0], [1.0])

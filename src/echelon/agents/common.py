@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
@@ -55,6 +56,9 @@ def mlp(
 ) -> nn.Sequential:
     """A ReLU multilayer perceptron ``in_dim -> hidden... -> out_dim``.
 
+    The Linear layers are built without PyTorch's default initialisation, which would draw from
+    the global random state: every learner draws their weights with :func:`init_parameters`.
+
     Args:
         in_dim: Input size.
         hidden: Sizes of the hidden layers.
@@ -65,12 +69,12 @@ def mlp(
     layers: list[nn.Module] = []
     size = in_dim
     for width in hidden:
-        layers.append(nn.Linear(size, width))
+        layers.append(nn.utils.skip_init(nn.Linear, size, width))
         if layer_norm:
             layers.append(nn.LayerNorm(width))
         layers.append(nn.ReLU())
         size = width
-    layers.append(nn.Linear(size, out_dim))
+    layers.append(nn.utils.skip_init(nn.Linear, size, out_dim))
     if output_activation is not None:
         layers.append(output_activation)
     return nn.Sequential(*layers)
@@ -85,6 +89,43 @@ class Critic(nn.Module):
 
     def forward(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([observations, actions], dim=-1))
+
+
+class EnsembleLinear(nn.Module):
+    """E independent linear layers applied at once with one batched matmul: (E, B, in) -> (E, B, out)."""
+
+    def __init__(self, members: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.weight = nn.Parameter(torch.empty(members, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(members, 1, out_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class CriticEnsemble(nn.Module):
+    """E critics Q_j(s, a) evaluated together (twin critics: E = 2), output (E, B, 1).
+
+    Each member is an MLP on the concatenated observation and action; the members share no
+    weights, but run as batched matmuls, which halves the per-step overhead of twin critics.
+    """
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int], members: int = 2) -> None:
+        super().__init__()
+        sizes = [obs_dim + action_dim, *hidden, 1]
+        self.members = members
+        self.layers = nn.ModuleList(
+            EnsembleLinear(members, a, b) for a, b in zip(sizes[:-1], sizes[1:])
+        )
+
+    def forward(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([observations, actions], dim=-1).expand(self.members, -1, -1)
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = torch.relu(x)
+        return x
 
 
 class DeterministicActor(nn.Module):
@@ -111,20 +152,40 @@ def init_parameters(module: nn.Module, generator: torch.Generator) -> None:
             nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
             bound = 1.0 / math.sqrt(layer.in_features)
             nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+        elif isinstance(layer, EnsembleLinear):
+            # Same law per member: U(+-1/sqrt(fan_in)) is what kaiming_uniform(a=sqrt(5)) gives.
+            bound = 1.0 / math.sqrt(layer.in_features)
+            nn.init.uniform_(layer.weight, -bound, bound, generator=generator)
+            nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+
+
+def actor_factor(kind: str, total_steps: int):
+    """The learning-rate factor of a step: ``cosine`` decays from 1 to 0 over ``total_steps``
+    (as ``CosineAnnealingLR``), ``constant`` stays 1."""
+    total = max(1, total_steps)
+    if kind == "cosine":
+        return functools.partial(_cosine_factor, total=total)
+    return constant_factor
+
+
+def _cosine_factor(step: int, total: int) -> float:
+    return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+
+
+def constant_factor(step: int) -> float:
+    """A learning-rate factor of 1 at every step."""
+    return 1.0
 
 
 def actor_schedule(optimizer: torch.optim.Optimizer, kind: str, total_steps: int):
-    """``cosine``: the rate decays to 0 over ``total_steps``; ``constant``: it stays."""
-    if kind == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
-    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    """A scheduler applying :func:`actor_factor` to every group of ``optimizer``."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, actor_factor(kind, total_steps))
 
 
 @torch.no_grad()
 def soft_update(target: nn.Module, source: nn.Module, rate: float) -> None:
     """Polyak averaging: target <- (1 - rate) * target + rate * source."""
-    for t, s in zip(target.parameters(), source.parameters()):
-        t.lerp_(s, rate)
+    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), rate)
 
 
 def scalars(losses: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -15,6 +15,7 @@ state-independent log-std whose mean is used at evaluation.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,8 +24,9 @@ from torch import nn
 
 from echelon.agents.common import (
     Batch,
-    Critic,
-    actor_schedule,
+    CriticEnsemble,
+    constant_factor,
+    actor_factor,
     init_parameters,
     mlp,
     scalars,
@@ -84,13 +86,19 @@ class GaussianActor(nn.Module):
         self.log_std = nn.Parameter(torch.zeros(action_dim))
 
     def log_prob(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """(B,) log-density of the actions."""
-        dist = torch.distributions.Normal(self.mean(observations), self.log_std.clamp(-5.0, 2.0).exp())
-        return dist.log_prob(actions).sum(dim=-1)
+        """(B,) log-density of the actions: sum over actions of log N(a; mu(s), sigma^2)."""
+        log_std = self.log_std.clamp(-5.0, 2.0)
+        z = (actions - self.mean(observations)) * torch.exp(-log_std)
+        return (-0.5 * z.square() - log_std - 0.5 * math.log(2.0 * math.pi)).sum(dim=-1)
 
 
 class IQL:
-    """The IQL learner: ``update(batch)`` runs the value, critic and actor steps in turn.
+    """The IQL learner: ``update(batch)`` takes the value, critic and actor steps together.
+
+    The three losses touch disjoint networks (the critic targets, the value target and the
+    advantage weights are all computed without gradient), so one backward pass of their sum
+    gives each network exactly its own loss's gradient, and one Adam step with a parameter
+    group per network updates them all.
 
     Args:
         obs_dim: Observation size D.
@@ -105,55 +113,51 @@ class IQL:
                  generator: torch.Generator, device: torch.device | str = "cpu") -> None:
         self.config = config
         hidden = config.hidden
-        self.critic1, self.critic2 = Critic(obs_dim, action_dim, hidden), Critic(obs_dim, action_dim, hidden)
+        self.critic = CriticEnsemble(obs_dim, action_dim, hidden, members=2)
         self.value = mlp(obs_dim, hidden, 1)
         self.actor = GaussianActor(obs_dim, action_dim, hidden)
-        for module in (self.critic1, self.critic2, self.value, self.actor):
+        for module in (self.critic, self.value, self.actor):
             init_parameters(module, generator)
-        self.target1, self.target2 = copy.deepcopy(self.critic1), copy.deepcopy(self.critic2)
+        self.target = copy.deepcopy(self.critic).requires_grad_(False)
         for module in self.modules().values():
             module.to(device)
         lr = config.learning_rate
-        self.critic_optimizer = torch.optim.Adam(
-            [*self.critic1.parameters(), *self.critic2.parameters()], lr=lr
+        self.optimizer = torch.optim.Adam(
+            [{"params": self.critic.parameters()}, {"params": self.value.parameters()},
+             {"params": self.actor.parameters()}],
+            lr=lr,
+            fused=True,
         )
-        self.value_optimizer = torch.optim.Adam(self.value.parameters(), lr=lr)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=lr)
-        self.actor_schedule = actor_schedule(self.actor_optimizer, config.actor_lr_schedule, total_steps)
+        # Only the actor's group (index 2) follows the schedule.
+        self.actor_schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, [constant_factor, constant_factor, actor_factor(config.actor_lr_schedule, total_steps)]
+        )
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"critic1": self.critic1, "critic2": self.critic2, "target1": self.target1,
-                "target2": self.target2, "value": self.value, "actor": self.actor}
+        return {"critic": self.critic, "target": self.target, "value": self.value,
+                "actor": self.actor}
 
     def _terms(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         with torch.no_grad():
-            target_q = torch.minimum(
-                self.target1(batch.observations, batch.actions),
-                self.target2(batch.observations, batch.actions),
-            )
+            target_q = self.target(batch.observations, batch.actions).min(dim=0).values
             next_v = self.value(batch.next_observations)
             target = batch.rewards + self.config.gamma * (1.0 - batch.terminations) * next_v
         v = self.value(batch.observations)
         advantage = target_q - v
         value_loss = asymmetric_l2_loss(advantage, self.config.expectile)
-        q1 = self.critic1(batch.observations, batch.actions)
-        q2 = self.critic2(batch.observations, batch.actions)
-        critic_loss = 0.5 * ((q1 - target).square().mean() + (q2 - target).square().mean())
+        q = self.critic(batch.observations, batch.actions)
+        critic_loss = (q - target).square().mean(dim=(1, 2)).sum() / 2.0
         weights = advantage_weights(advantage.detach(), self.config.temperature).squeeze(-1)
         actor_loss = -(weights * self.actor.log_prob(batch.observations, batch.actions)).mean()
         return {"value_loss": value_loss, "critic_loss": critic_loss, "actor_loss": actor_loss}, advantage
 
     def update(self, batch: Batch) -> dict[str, float]:
         losses, advantage = self._terms(batch)
-        for optimizer, name in ((self.value_optimizer, "value_loss"),
-                                (self.critic_optimizer, "critic_loss"),
-                                (self.actor_optimizer, "actor_loss")):
-            optimizer.zero_grad(set_to_none=True)
-            losses[name].backward()
-            optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        (losses["value_loss"] + losses["critic_loss"] + losses["actor_loss"]).backward()
+        self.optimizer.step()
         self.actor_schedule.step()
-        soft_update(self.target1, self.critic1, self.config.polyak)
-        soft_update(self.target2, self.critic2, self.config.polyak)
+        soft_update(self.target, self.critic, self.config.polyak)
         return {**scalars(losses), "mean_advantage": float(advantage.detach().mean())}
 
     @torch.no_grad()
@@ -168,16 +172,13 @@ class IQL:
     def state_dict(self) -> dict:
         return {
             "modules": {name: m.state_dict() for name, m in self.modules().items()},
-            "optimizers": {"critic": self.critic_optimizer.state_dict(),
-                           "value": self.value_optimizer.state_dict(),
-                           "actor": self.actor_optimizer.state_dict(),
+            "optimizers": {"adam": self.optimizer.state_dict(),
                            "actor_schedule": self.actor_schedule.state_dict()},
         }
 
     def load_state_dict(self, state: dict) -> None:
         for name, module in self.modules().items():
             module.load_state_dict(state["modules"][name])
-        self.critic_optimizer.load_state_dict(state["optimizers"]["critic"])
-        self.value_optimizer.load_state_dict(state["optimizers"]["value"])
-        self.actor_optimizer.load_state_dict(state["optimizers"]["actor"])
+        self.optimizer.load_state_dict(state["optimizers"]["adam"])
         self.actor_schedule.load_state_dict(state["optimizers"]["actor_schedule"])
+

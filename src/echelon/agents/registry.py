@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any, NamedTuple
 
 from echelon.agents.bc import BC, BCConfig
+from echelon.agents.cql import CQL, CQLConfig
 from echelon.agents.iql import IQL, IQLConfig
 from echelon.agents.td3bc import TD3BC, TD3BCConfig
 
@@ -24,6 +25,7 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
     "bc": AlgorithmSpec(BCConfig, BC),
     "td3bc": AlgorithmSpec(TD3BCConfig, TD3BC),
     "td3": AlgorithmSpec(TD3BCConfig, TD3BC, {"bc_weight": 0.0}),
+    "cql": AlgorithmSpec(CQLConfig, CQL),
 }
 
 

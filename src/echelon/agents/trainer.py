@@ -15,7 +15,6 @@ import hashlib
 import io
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from echelon._io import atomic_write
 from echelon.agents.common import Batch
 from echelon.agents.registry import ALGORITHMS, algorithm_config
 from echelon.data.dataset import OfflineDataset
@@ -181,24 +181,13 @@ class TrainResult:
     steps: int
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
     text = io.StringIO()
     columns = list(dict.fromkeys(key for row in rows for key in row))
     writer = csv.DictWriter(text, fieldnames=columns)
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_write(path, lambda handle: handle.write(text.getvalue().encode()))
+    atomic_write(path, lambda handle: handle.write(text.getvalue().encode()))
 
 
 def train(
@@ -325,7 +314,7 @@ def train(
             bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k.endswith("_loss")})
             state = {**header, "epoch": epoch, "state": learner.state_dict(), "metrics": metrics,
                      "rng": {"algo": algo_generator.get_state().cpu(), "data": data_generator.get_state()}}
-            _atomic_write(checkpoint_path, lambda handle: torch.save(state, handle))
+            atomic_write(checkpoint_path, lambda handle: torch.save(state, handle))
             _write_metrics(out / METRICS_NAME, metrics)
     finally:
         bar.close()

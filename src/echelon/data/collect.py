@@ -13,6 +13,7 @@ from echelon.policies.mixture import Mixture
 from echelon.policies.noise import GaussianNoise
 from echelon.policies.search import Candidate, Family, from_params, make_policy
 from echelon.sim.config import ChainConfig
+from echelon.sim.demand import child_seeds
 from echelon.sim.rollout import rollout
 
 
@@ -90,7 +91,7 @@ def collect(
     """
     if not behaviours:
         raise ValueError("collection needs at least one behaviour policy")
-    demand_seed, pick_seed, noise_seed = seed.spawn(3)
+    demand_seed, pick_seed, noise_seed = child_seeds(seed, 3)
     episodes, periods = settings.episodes, config.periods
     demand = config.demand.sample(np.random.default_rng(demand_seed), episodes, periods)
     weights = np.array([b.weight for b in behaviours], dtype=np.float64)

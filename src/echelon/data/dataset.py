@@ -116,6 +116,10 @@ class OfflineDataset:
             keep: Episode ids to keep, each at most once.
         """
         keep = np.asarray(keep, dtype=np.int64)
+        if len(np.unique(keep)) != len(keep):
+            raise DatasetError("select_episodes: an episode id is given more than once")
+        if np.any(keep < 0) or np.any(keep >= self.episodes):
+            raise DatasetError(f"select_episodes: episode ids must lie in [0, {self.episodes - 1}]")
         new_id = np.full(self.episodes, -1, dtype=np.int64)
         new_id[keep] = np.arange(len(keep))
         rows = np.flatnonzero(new_id[self.episode_ids] >= 0)
@@ -223,6 +227,7 @@ def save(data: OfflineDataset, path: str | os.PathLike) -> Path:
 
     from echelon import __version__
 
+    validate(data)  # arrays may have been changed in place since construction
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -280,8 +285,9 @@ def load(path: str | os.PathLike, chain: ChainConfig | None = None) -> OfflineDa
         try:
             file_chain = ChainConfig.from_dict(json.loads(f.attrs["chain"]))
             meta = {k: json.loads(f.attrs[k]) for k in ("behaviour_policies", "seeds", "source")}
-        except KeyError as error:
-            raise DatasetError(f"{path}: missing attribute {error}") from None
+        except KeyError:
+            missing = [k for k in ("chain", "behaviour_policies", "seeds", "source") if k not in f.attrs]
+            raise DatasetError(f"{path}: missing attribute {missing[0] if missing else '?'!r}") from None
         except ValueError as error:
             raise DatasetError(f"{path}: bad chain attribute: {error}") from None
         arrays = {}

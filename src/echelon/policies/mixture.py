@@ -26,7 +26,10 @@ class Mixture:
 
     def __init__(self, policies: Sequence[Policy], assignment: np.ndarray) -> None:
         self.policies = list(policies)
-        self.assignment = np.asarray(assignment, dtype=np.int64)
+        raw = np.asarray(assignment)
+        if raw.size and not np.all(raw == np.round(raw)):
+            raise ValueError("assignment must hold whole policy indices")
+        self.assignment = raw.astype(np.int64)
         if not self.policies:
             raise ValueError("a mixture needs at least one policy")
         if self.assignment.ndim != 1:

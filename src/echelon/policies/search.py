@@ -32,7 +32,7 @@ from echelon.policies.base_stock import (
     TimeAwareBaseStock,
 )
 from echelon.sim.config import ChainConfig
-from echelon.sim.demand import check_paths
+from echelon.sim.demand import check_paths, child_seeds
 from echelon.sim.rollout import rollout_blocks
 
 # Most episodes evaluated in one call of rollout_blocks (bounds the tiled demand array).
@@ -172,9 +172,12 @@ class SearchConfig:
     """How many of the best settings are kept, >= 1."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "space", Space(self.space))
-        object.__setattr__(self, "family", Family(self.family))
-        object.__setattr__(self, "mode", RequestMode(self.mode))
+        for name, kind in (("space", Space), ("family", Family), ("mode", RequestMode)):
+            try:
+                object.__setattr__(self, name, kind(getattr(self, name)))
+            except ValueError:
+                allowed = [k.value for k in kind]
+                raise ValueError(f"search.{name} must be one of {allowed}, got {getattr(self, name)!r}") from None
         for name in ("episodes", "top_k"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -192,7 +195,7 @@ def run_search(
     The search paths come from the stream's first child and the ranking paths of the ``wide``
     space from its second, so the two never overlap.
     """
-    search_seed, rank_seed = seed.spawn(2)
+    search_seed, rank_seed = child_seeds(seed, 2)
     draw = config.demand.sample
     paths = draw(np.random.default_rng(search_seed), settings.episodes, config.periods)
     if settings.space is Space.PAPER:
@@ -237,6 +240,17 @@ class SearchResult:
     @property
     def best(self) -> Candidate:
         return self.ranked[0]
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SearchResult:
+        """Inverse of :meth:`to_dict`."""
+        ranked = [Candidate(params=c["params"], mean=c["mean"], std=c["std"], se=c["se"],
+                            search_mean=c.get("search_mean")) for c in data["ranked"]]
+        info = {k: v for k, v in data.items() if k not in
+                ("family", "mode", "evaluated", "search_episodes", "rank_episodes", "ranked")}
+        return cls(family=Family(data["family"]), mode=RequestMode(data["mode"]), ranked=ranked,
+                   evaluated=data["evaluated"], search_episodes=data["search_episodes"],
+                   rank_episodes=data["rank_episodes"], info=info)
 
     def to_dict(self) -> dict:
         return {

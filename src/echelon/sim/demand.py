@@ -251,6 +251,18 @@ class RunStreams(NamedTuple):
     test: np.random.SeedSequence
 
 
+def child_seeds(seed: np.random.SeedSequence, count: int) -> list[np.random.SeedSequence]:
+    """The first ``count`` children of a seed sequence, without advancing it.
+
+    ``seed.spawn`` remembers how many children it gave, so calling it twice on one object gives
+    different streams; these are the children a fresh ``spawn(count)`` gives, every time.
+    """
+    return [
+        np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, i), pool_size=seed.pool_size)
+        for i in range(count)
+    ]
+
+
 def run_streams(seed: int) -> RunStreams:
     """Spawns the run's independent streams, so that test paths never overlap training paths.
 
@@ -258,4 +270,4 @@ def run_streams(seed: int) -> RunStreams:
         seed: The run's seed, an integer >= 0.
     """
     _check_count("seed", seed, 0)
-    return RunStreams(*np.random.SeedSequence(seed).spawn(4))
+    return RunStreams(*child_seeds(np.random.SeedSequence(seed), 4))

@@ -1,0 +1,92 @@
+"""Training throughput: echelon's IQL against d3rlpy 2.8.1's IQL on the same dataset, in one run.
+
+    .venv/bin/python benchmarks/bench_train.py            # builds .d3rlpy-venv on first use
+    .venv/bin/python benchmarks/bench_train.py --no-d3rlpy
+
+Both train IQL with the paper's settings (gamma 0.99, tau 0.7, beta 1.0, learning rate 3e-6,
+batch 512) on the paper's dataset (``echelon collect --preset paper``), with two hidden layers of
+256 and of 1024 units, on this machine's CPU threads. Gradient steps per second are measured over
+whole epochs of ``train`` for echelon (batching included) and over ``fit`` for d3rlpy (its
+sampling included); the paper preset's time (100 epochs) is projected from the 1024-unit rate.
+d3rlpy runs in its own virtual environment (scripts/d3rlpy/make_venv.sh) because it pins its
+own Gymnasium.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from echelon import pipeline
+from echelon.agents import train
+from echelon.agents.presets import agent_preset
+from echelon.data import save
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def echelon_rate(data, hidden: int, epochs: int) -> tuple[float, int]:
+    algo, config = agent_preset("iql", "paper", epochs=epochs, device="cpu")
+    algo = dataclasses.replace(algo, hidden=(hidden, hidden))
+    with tempfile.TemporaryDirectory() as out:
+        result = train(data, "iql", algo, config, out)
+    return result.steps / result.seconds, result.steps
+
+
+def d3rlpy_rate(dataset_path: Path, hidden: int, steps: int) -> float:
+    python = ROOT / ".d3rlpy-venv" / "bin" / "python"
+    if not python.exists():
+        print("building the d3rlpy venv (scripts/d3rlpy/make_venv.sh) ...", file=sys.stderr)
+        subprocess.run(["bash", str(ROOT / "scripts/d3rlpy/make_venv.sh")], check=True)
+    out = subprocess.run(
+        [str(python), str(ROOT / "scripts/d3rlpy/bench_d3rlpy.py"), str(dataset_path),
+         "--hidden", str(hidden), "--steps", str(steps), "--threads", str(torch.get_num_threads())],
+        check=True, capture_output=True, text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])["d3rlpy_steps_per_second"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-d3rlpy", action="store_true", help="skip the peer")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    run = pipeline.resolve("paper")
+    data = pipeline.collect_stage(run, pipeline.search_stage(run))
+    figures: dict[str, float | None] = {"threads": torch.get_num_threads()}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save(data, Path(tmp) / "dataset.h5")
+        for hidden, epochs in ((256, 2), (1024, 1)):
+            start = time.perf_counter()
+            rate, steps = echelon_rate(data, hidden, epochs)
+            figures[f"echelon_h{hidden}"] = rate
+            figures[f"d3rlpy_h{hidden}"] = None if args.no_d3rlpy else d3rlpy_rate(path, hidden, steps)
+            figures[f"seconds_h{hidden}"] = time.perf_counter() - start
+    _, paper = agent_preset("iql", "paper")
+    steps_per_epoch = -(-int(len(data) * (1 - paper.validation_fraction)) // paper.batch_size)
+    figures["paper_steps"] = paper.epochs * steps_per_epoch
+    figures["paper_minutes_projected"] = figures["paper_steps"] / figures["echelon_h1024"] / 60
+    if args.json:
+        print(json.dumps(figures))
+        return 0
+    print(f"IQL gradient steps per second, batch 512, {figures['threads']} CPU threads")
+    for hidden in (256, 1024):
+        ours, peer = figures[f"echelon_h{hidden}"], figures[f"d3rlpy_h{hidden}"]
+        ratio = f"  d3rlpy 2.8.1 {peer:7.1f}  ratio {ours / peer:.2f}x" if peer else ""
+        print(f"  hidden {hidden:>4}: echelon {ours:7.1f}{ratio}")
+    print(f"paper preset: {figures['paper_steps']:,} steps, projected "
+          f"{figures['paper_minutes_projected']:.1f} min at the measured 1024-unit rate")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
