@@ -190,7 +190,7 @@ def test_init_parameters_follows_the_generator_only():
 def test_building_a_learner_leaves_the_global_random_state_alone(algorithm):
     config = algorithm_config(algorithm, {"hidden": (8, 8)})
     before = torch.random.get_rng_state()
-    learners = [ALGORITHMS[algorithm].learner(5, 2, config, 10, torch.Generator().manual_seed(seed), "cpu")
+    learners = [ALGORITHMS[algorithm].learner(5, 2, config, 10, torch.Generator().manual_seed(seed))
                 for seed in (0, 0, 1)]
     assert torch.equal(torch.random.get_rng_state(), before)
     states = [learner.state_dict()["modules"] for learner in learners]

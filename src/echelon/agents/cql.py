@@ -20,13 +20,14 @@ critics, the minimum in the target and the actor, Polyak-averaged targets. The a
 tanh-squashed Gaussian whose log-density carries the tanh change of variables; it acts with tanh
 of its mean.
 
-With ``lagrange_threshold`` tau set (CQL-Lagrange, the paper's eq. 30), alpha_c is scaled by a
+With ``lagrange_threshold`` tau set (the paper's Lagrangian variant), alpha_c is scaled by a
 learned multiplier alpha' >= 0: the critics minimise alpha' * (alpha_c * penalty_j - tau), and
 alpha' maximises it, growing while the penalty stays above tau.
 
 Defaults are d3rlpy's ``CQLConfig`` (actor rate 1e-4, critic 3e-4, entropy rate 1e-4,
-alpha_c = 5, N = 10), which match the authors' MuJoCo setting (``min_q_weight=5.0``,
-``policy_lr=1e-4``, fixed alpha_c without Lagrange).
+alpha_c = 5, N = 10, T = 1), in line with the authors' command for the Gym MuJoCo tasks
+(``min_q_weight=5.0``, ``policy_lr=1e-4``, no Lagrange). Hidden layers (256, 256), as for the
+other algorithms here, so that they compare under the same networks.
 """
 
 from __future__ import annotations
@@ -85,26 +86,26 @@ class CQLConfig:
     """Adam learning rate of log alpha' (only with ``lagrange_threshold``)."""
 
     def __post_init__(self) -> None:
-        rates = ("actor_learning_rate", "critic_learning_rate", "entropy_learning_rate",
-                 "lagrange_learning_rate")
-        for name in rates:
+        for name in ("actor_learning_rate", "critic_learning_rate", "entropy_learning_rate",
+                     "lagrange_learning_rate", "logsumexp_temperature"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"cql.{name} must be > 0, got {getattr(self, name)!r}")
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 < self.polyak <= 1.0:
             raise ValueError("cql.gamma must be in [0, 1] and polyak in (0, 1]")
         if not self.conservative_weight >= 0:
-            raise ValueError(f"cql.conservative_weight must be >= 0, got {self.conservative_weight!r}")
-        if isinstance(self.action_samples, bool) or not isinstance(self.action_samples, int) \
-                or self.action_samples < 1:
-            raise ValueError(f"cql.action_samples must be an integer >= 1, got {self.action_samples!r}")
-        if not self.logsumexp_temperature > 0:
-            raise ValueError(f"cql.logsumexp_temperature must be > 0, got {self.logsumexp_temperature!r}")
+            raise ValueError(
+                f"cql.conservative_weight must be >= 0, got {self.conservative_weight!r}")
+        samples = self.action_samples
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"cql.action_samples must be an integer >= 1, got {samples!r}")
         if not (self.entropy_alpha > 0 and math.isfinite(self.entropy_alpha)):
-            raise ValueError(f"cql.entropy_alpha must be finite and > 0, got {self.entropy_alpha!r}")
+            raise ValueError(
+                f"cql.entropy_alpha must be finite and > 0, got {self.entropy_alpha!r}")
         if not isinstance(self.auto_entropy, bool):
             raise ValueError(f"cql.auto_entropy must be true or false, got {self.auto_entropy!r}")
-        if self.lagrange_threshold is not None and not math.isfinite(self.lagrange_threshold):
-            raise ValueError(f"cql.lagrange_threshold must be a finite number, got {self.lagrange_threshold!r}")
+        threshold = self.lagrange_threshold
+        if threshold is not None and not math.isfinite(threshold):
+            raise ValueError(f"cql.lagrange_threshold must be a finite number, got {threshold!r}")
 
 
 def squashed_gaussian_log_prob(pre_tanh: torch.Tensor, mean: torch.Tensor,
@@ -122,7 +123,8 @@ def squashed_gaussian_log_prob(pre_tanh: torch.Tensor, mean: torch.Tensor,
     Returns:
         (...,) the log-density of tanh(u).
     """
-    gaussian = -0.5 * ((pre_tanh - mean) / log_std.exp()).square() - log_std - 0.5 * math.log(2 * math.pi)
+    z = (pre_tanh - mean) / log_std.exp()
+    gaussian = -0.5 * z.square() - log_std - 0.5 * math.log(2.0 * math.pi)
     jacobian = 2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))
     return (gaussian - jacobian).sum(dim=-1)
 
@@ -217,15 +219,18 @@ class CQL:
             init_parameters(module, generator)
         self.target = copy.deepcopy(self.critic).requires_grad_(False)
         self.entropy_alpha = LogScalar(config.entropy_alpha, learned=config.auto_entropy)
-        self.lagrange = LogScalar(1.0, learned=True) if config.lagrange_threshold is not None else None
+        self.lagrange = (LogScalar(1.0, learned=True) if config.lagrange_threshold is not None
+                         else None)
         for module in self.modules().values():
             module.to(device)
         groups = [{"params": self.actor.parameters(), "lr": config.actor_learning_rate},
                   {"params": self.critic.parameters(), "lr": config.critic_learning_rate}]
         if config.auto_entropy:
-            groups.append({"params": self.entropy_alpha.parameters(), "lr": config.entropy_learning_rate})
+            groups.append({"params": self.entropy_alpha.parameters(),
+                           "lr": config.entropy_learning_rate})
         if self.lagrange is not None:
-            groups.append({"params": self.lagrange.parameters(), "lr": config.lagrange_learning_rate})
+            groups.append({"params": self.lagrange.parameters(),
+                           "lr": config.lagrange_learning_rate})
         self.optimizer = torch.optim.Adam(groups)
 
     def modules(self) -> dict[str, nn.Module]:
@@ -270,9 +275,11 @@ class CQL:
                  current_log_pi, following_log_pi], dim=1)  # (B, 3N)
         q = self.critic(obs, batch.actions)  # (2, B, 1)
         bellman = (q - target).square().mean(dim=(1, 2))  # (2,)
-        repeated = obs.unsqueeze(1).expand(size, 3 * samples, obs.shape[1]).reshape(-1, obs.shape[1])
+        width = obs.shape[1]
+        repeated = obs.unsqueeze(1).expand(size, 3 * samples, width).reshape(-1, width)
         sampled_q = self.critic(repeated, sampled.reshape(-1, dim)).view(2, size, 3 * samples)
-        penalty = conservative_penalty(sampled_q, log_density, q.squeeze(-1), c.logsumexp_temperature)
+        penalty = conservative_penalty(sampled_q, log_density, q.squeeze(-1),
+                                       c.logsumexp_temperature)  # (2,)
         conservative = c.conservative_weight * penalty  # (2,)
         if self.lagrange is not None:
             multiplier = self.lagrange().clamp(0.0, LAGRANGE_MAX)

@@ -26,7 +26,10 @@ _PAPER = {
     "bc": dict(_PAPER_NETWORK),
     "td3bc": {**_PAPER_NETWORK, "gamma": 0.99},
     "td3": {**_PAPER_NETWORK, "gamma": 0.99},
-    "cql": {**_PAPER_NETWORK, "gamma": 0.99},
+    # CQL has a rate per network; both get the paper's (its entropy weight keeps its own rate).
+    "cql": {"hidden": _PAPER_NETWORK["hidden"], "gamma": 0.99,
+            "actor_learning_rate": _PAPER_NETWORK["learning_rate"],
+            "critic_learning_rate": _PAPER_NETWORK["learning_rate"]},
 }
 
 

@@ -144,8 +144,8 @@ def split_episodes(episodes: int, fraction: float, seed: int) -> tuple[np.ndarra
 def dataset_fingerprint(data: OfflineDataset) -> str:
     """A hash of the transitions, so that a resumed run trains on the same data."""
     digest = hashlib.sha256()
-    for array in (data.observations, data.actions, data.rewards, data.terminations,
-                  data.episode_ids, data.periods):
+    for array in (data.observations, data.actions, data.rewards, data.next_observations,
+                  data.terminations, data.episode_ids, data.periods):
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()[:16]
 
@@ -296,20 +296,24 @@ def train(
                 losses = learner.update(training.batch(index))
                 for name, value in losses.items():
                     if not math.isfinite(value):
-                        kept = (f"the last good checkpoint (epoch {epoch - 1}) is kept in "
-                                f"{checkpoint_path}") if epoch > 1 else "no checkpoint was written"
-                        raise TrainingDiverged(
-                            f"{algorithm}: {name} became {value} at epoch {epoch}, step {step + 1}; "
-                            f"{kept}. Lower the learning rate or scale the rewards (train.reward_scale)."
-                        )
+                        raise _diverged(algorithm, name, value, f"at epoch {epoch}, step {step + 1}",
+                                        epoch, checkpoint_path)
                     sums[name] = sums.get(name, 0.0) + value
                     counts[name] = counts.get(name, 0) + 1
                 bar.update(1)
             row: dict[str, float] = {"epoch": epoch, "step": epoch * steps_per_epoch,
                                      "seconds": time.perf_counter() - start}
             row.update({f"train_{k}": v / counts[k] for k, v in sums.items()})
+            # A loss is computed before its step, so the epoch's last step may have broken the
+            # weights unseen: check the losses after it before the epoch is checkpointed.
+            after = (_validate(learner, validation) if validation is not None
+                     else learner.losses(training.batch(index)))
+            for name, value in after.items():
+                if not math.isfinite(value):
+                    raise _diverged(algorithm, name, value, f"after epoch {epoch}", epoch,
+                                    checkpoint_path)
             if validation is not None:
-                row.update({f"val_{k}": v for k, v in _validate(learner, validation).items()})
+                row.update({f"val_{k}": v for k, v in after.items()})
             metrics.append(row)
             bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k.endswith("_loss")})
             state = {**header, "epoch": epoch, "state": learner.state_dict(), "metrics": metrics,
@@ -319,6 +323,14 @@ def train(
     finally:
         bar.close()
     return TrainResult(checkpoint_path, metrics, time.perf_counter() - start, total_steps)
+
+
+def _diverged(algorithm: str, name: str, value: float, when: str, epoch: int,
+              checkpoint_path: Path) -> TrainingDiverged:
+    kept = (f"the last good checkpoint (epoch {epoch - 1}) is kept in {checkpoint_path}"
+            if epoch > 1 else "no checkpoint was written")
+    return TrainingDiverged(f"{algorithm}: {name} became {value} {when}; {kept}. Lower the learning "
+                            "rate or scale the rewards (train.reward_scale).")
 
 
 def _comparable(value: Any) -> Any:

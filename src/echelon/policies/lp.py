@@ -440,3 +440,137 @@ class ShrinkingHorizonLP:
         if config.backlog:
             requests = np.maximum(requests - state.backlog[:, 1:], 0.0)
         return requests
+
+
+class ScenarioLP:
+    """The LP of the module docstring for K demand scenarios that share their first period.
+
+    A two-stage stochastic program over ``horizon`` periods: the first period's shipments
+    x_{0,i} are decided now, once, for every scenario (non-anticipativity); each scenario k has
+    its own demand path [D^k] and its own later shipments, sales and stock, planned with that
+    path known. The objective is the average over the K scenarios of the discounted profit of
+    the module docstring:
+
+        maximise    (1/K) sum_k sum_n alpha^n (p s^k_n - r_S x^k_{n,S-1} - k_0 u^k_n - sum_i h_i I^k_{n,i})
+        subject to  each scenario's constraints of the module docstring, x^k_{0,i} = x_{0,i}.
+
+    It is built from K copies of :class:`_PlanningLP`'s model (the same variables, rows, costs
+    and bounds), with the first-period shipment columns merged. Every solve starts from one
+    fixed basis (the optimum from the chain's reset state with every scenario at mean demand),
+    so a solution depends only on its own data, not on the order of solves.
+
+    Variables: the S shared first-period shipments, then scenario k's block of the remaining
+    ``_PlanningLP`` variables (x of periods 1..H-1, s, I, u in v0) at S + k * (V - S), V being
+    ``_PlanningLP``'s variable count. Rows: scenario k's rows of ``_PlanningLP`` at k * R.
+
+    Args:
+        config: The chain.
+        horizon: Periods H planned over, >= 1.
+        scenarios: Number of demand scenarios K, >= 1.
+    """
+
+    def __init__(self, config: ChainConfig, horizon: int, scenarios: int) -> None:
+        if scenarios < 1 or horizon < 1:
+            raise ValueError(f"horizon and scenarios must be >= 1, got {horizon}, {scenarios}")
+        base = _PlanningLP(config, horizon)
+        model = base.highs.getLp()
+        stages, count = config.stages, scenarios
+        self.config, self.horizon, self.scenarios, self.stages = config, horizon, count, stages
+        self.base = base
+        per, rows = base.variables, base.rows
+        self.block = per - stages
+        self.variables = stages + count * self.block
+        self.rows = count * rows
+        matrix = sparse.csc_matrix(
+            (model.a_matrix_.value_, model.a_matrix_.index_, model.a_matrix_.start_),
+            shape=(rows, per),
+        ).tocoo()
+
+        def column(k: int, col: np.ndarray) -> np.ndarray:
+            return np.where(col < stages, col, stages + k * self.block + col - stages)
+
+        rows_k = np.concatenate([matrix.row + k * rows for k in range(count)])
+        cols_k = np.concatenate([column(k, matrix.col) for k in range(count)])
+        values = np.tile(matrix.data, count)
+        joint = sparse.csc_matrix((values, (rows_k, cols_k)), shape=(self.rows, self.variables))
+
+        cost = np.asarray(model.col_cost_) / count
+        upper = np.asarray(model.col_upper_)
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = self.variables, self.rows
+        lp.sense_ = highspy.ObjSense.kMaximize
+        lp.col_cost_ = np.concatenate([cost[:stages] * count, np.tile(cost[stages:], count)])
+        lp.col_lower_ = np.zeros(self.variables)
+        lp.col_upper_ = np.concatenate([upper[:stages], np.tile(upper[stages:], count)])
+        self.row_lower = np.tile(np.asarray(model.row_lower_), count)
+        self.row_upper = np.tile(np.asarray(model.row_upper_), count)
+        lp.row_lower_, lp.row_upper_ = self.row_lower, self.row_upper
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = self.variables, self.rows
+        lp.a_matrix_.start_ = joint.indptr
+        lp.a_matrix_.index_ = joint.indices
+        lp.a_matrix_.value_ = joint.data
+        self.highs = _quiet_highs()
+        self.highs.passModel(lp)
+        self.all_rows = np.arange(self.rows, dtype=np.int32)
+        # Scenario k's sales columns (v1: bounded above by its demand).
+        self.sales_columns = np.concatenate(
+            [np.arange(base.s0, base.i0) + k * self.block for k in range(count)]
+        ).astype(np.int32)
+        self.basis = None
+        mean = np.full((count, horizon), config.demand.mean)
+        self.solve(np.asarray(config.initial_inventory), np.zeros((horizon, stages)), 0.0, mean)
+        self.basis = self.highs.getBasis()
+
+    def solve(
+        self, on_hand: np.ndarray, arrivals: np.ndarray, backlog: float, demand: np.ndarray
+    ) -> tuple[float, np.ndarray]:
+        """Solves the scenario LP from one state.
+
+        Args:
+            on_hand: (S,) on-hand inventory at the start of the first period [I_{-1}].
+            arrivals: (H, S) units already in transit arriving in each period [a].
+            backlog: Unfilled customer demand carried into the first period (v0; ignored in v1).
+            demand: (K, H) customer demand of each scenario and period [D^k].
+
+        Returns:
+            The optimal average profit over the scenarios, discounted from the first period,
+            and the (S,) first-period shipments every scenario shares.
+
+        Raises:
+            LPSolveError: If HiGHS does not report an optimum; the message carries its status.
+        """
+        base, stages, highs = self.base, self.stages, self.highs
+        demand = np.asarray(demand, dtype=np.float64)
+        if demand.shape != (self.scenarios, self.horizon):
+            raise ValueError(
+                f"demand must be shaped (K, H) = ({self.scenarios}, {self.horizon}), got {demand.shape}"
+            )
+        n_x, eq_rows = self.horizon * stages, base.eq_rows
+        upper = self.row_upper.reshape(self.scenarios, base.rows)
+        lower = self.row_lower.reshape(self.scenarios, base.rows)
+        upper[:, :n_x] = arrivals.ravel()
+        upper[:, :stages] += on_hand
+        upper[:, eq_rows : eq_rows + stages - 1] = on_hand[1:]
+        lower[:, :eq_rows] = upper[:, :eq_rows]
+        if self.config.backlog:
+            upper[:, n_x:eq_rows] = demand
+            upper[:, n_x] += backlog
+            lower[:, n_x:eq_rows] = upper[:, n_x:eq_rows]
+            constant = 0.0
+        else:
+            highs.changeColsBounds(
+                len(self.sales_columns), self.sales_columns,
+                np.zeros(len(self.sales_columns)), demand.ravel(),
+            )
+            penalty = self.config.unfulfilled_penalty[0]
+            constant = -penalty * float(np.mean(demand @ base.discount))
+        highs.changeRowsBounds(self.rows, self.all_rows, self.row_lower, self.row_upper)
+        if self.basis is not None:
+            highs.setBasis(self.basis)
+        highs.run()
+        status = highs.getModelStatus()
+        if status != highspy.HighsModelStatus.kOptimal:
+            raise LPSolveError(f"HiGHS model status {highs.modelStatusToString(status)!r}")
+        value = highs.getInfo().objective_function_value
+        return constant + value, np.asarray(highs.getSolution().col_value)[:stages]
