@@ -33,8 +33,8 @@ from echelon.data import save
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def echelon_rate(data, hidden: int, epochs: int) -> tuple[float, int]:
-    algo, config = agent_preset("iql", "paper", epochs=epochs, device="cpu")
+def echelon_rate(data, hidden: int, epochs: int, precision: str = "float32") -> tuple[float, int]:
+    algo, config = agent_preset("iql", "paper", epochs=epochs, device="cpu", precision=precision)
     algo = dataclasses.replace(algo, hidden=(hidden, hidden))
     with tempfile.TemporaryDirectory() as out:
         result = train(data, "iql", algo, config, out)
@@ -71,10 +71,14 @@ def main() -> int:
             figures[f"echelon_h{hidden}"] = rate
             figures[f"d3rlpy_h{hidden}"] = None if args.no_d3rlpy else d3rlpy_rate(path, hidden, steps)
             figures[f"seconds_h{hidden}"] = time.perf_counter() - start
+        figures["echelon_h1024_bfloat16"], _ = echelon_rate(data, 1024, 1, "bfloat16")
     _, paper = agent_preset("iql", "paper")
     steps_per_epoch = -(-int(len(data) * (1 - paper.validation_fraction)) // paper.batch_size)
     figures["paper_steps"] = paper.epochs * steps_per_epoch
     figures["paper_minutes_projected"] = figures["paper_steps"] / figures["echelon_h1024"] / 60
+    figures["paper_minutes_projected_bfloat16"] = (
+        figures["paper_steps"] / figures["echelon_h1024_bfloat16"] / 60
+    )
     if args.json:
         print(json.dumps(figures))
         return 0
@@ -83,8 +87,10 @@ def main() -> int:
         ours, peer = figures[f"echelon_h{hidden}"], figures[f"d3rlpy_h{hidden}"]
         ratio = f"  d3rlpy 2.8.1 {peer:7.1f}  ratio {ours / peer:.2f}x" if peer else ""
         print(f"  hidden {hidden:>4}: echelon {ours:7.1f}{ratio}")
-    print(f"paper preset: {figures['paper_steps']:,} steps, projected "
-          f"{figures['paper_minutes_projected']:.1f} min at the measured 1024-unit rate")
+    print(f"  hidden 1024, bfloat16 autocast: echelon {figures['echelon_h1024_bfloat16']:7.1f}")
+    print(f"paper preset (one IQL agent): {figures['paper_steps']:,} steps, projected "
+          f"{figures['paper_minutes_projected']:.1f} min in float32, "
+          f"{figures['paper_minutes_projected_bfloat16']:.1f} min with bfloat16 autocast")
     return 0
 
 

@@ -252,7 +252,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from echelon.agents.presets import agent_preset
     from echelon.data import load
 
-    overrides = {"seed": args.seed, "device": args.device}
+    overrides = {"seed": args.seed, "device": args.device, "precision": args.precision}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     algo_config, train_config = agent_preset(args.algorithm, args.preset, **overrides)
@@ -431,6 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run folder (default: <dataset folder>/agents/<algo>-s<seed>)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    train.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                       help="bfloat16 autocast for the hidden layers: faster, less precise")
     train.add_argument("--json", action="store_true")
     train.set_defaults(handler=_cmd_train)
 

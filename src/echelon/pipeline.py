@@ -60,6 +60,8 @@ class TrainStageConfig:
     """Overrides the preset's epochs when set."""
     device: str = "auto"
     """``auto``, ``cpu`` or ``cuda``."""
+    precision: str = "float32"
+    """``float32`` or ``bfloat16`` (autocast of the hidden layers; faster, less precise)."""
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-algorithm settings over the preset's (TOML tables ``[train.iql]`` ...)."""
     sweep: tuple[str, ...] = ()
@@ -276,7 +278,8 @@ def agent_variants(run: RunConfig) -> list[AgentVariant]:
     from echelon.agents.presets import agent_preset
 
     stage = run.train
-    extra = {"device": stage.device, **({"epochs": stage.epochs} if stage.epochs else {})}
+    extra = {"device": stage.device, "precision": stage.precision,
+             **({"epochs": stage.epochs} if stage.epochs else {})}
     variants: list[AgentVariant] = []
 
     def base(algorithm: str):

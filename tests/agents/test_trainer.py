@@ -31,6 +31,7 @@ from echelon.data.collect import Behaviour, CollectConfig, collect
 from echelon.data.dataset import load, save
 from echelon.policies.search import Family
 from echelon.sim.config import ChainConfig
+from echelon.sim.rollout import rollout
 
 CHAIN = ChainConfig(periods=10, lead_time=(1, 2, 2), initial_inventory=(40.0, 60.0, 80.0))
 TINY = {"hidden": (32, 32)}
@@ -302,3 +303,29 @@ def test_a_step_that_breaks_the_weights_is_caught_before_its_checkpoint(dataset,
                        match=r"became (inf|nan) after epoch 1; no checkpoint was written"):
         train(dataset, "td3bc", config, settings, tmp_path)
     assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_bfloat16_autocast_trains_and_keeps_float32_weights(tmp_path):
+    data = _bf16_dataset()
+    algo = algorithm_config("iql", {"hidden": [32, 32]})
+    result = train(data, "iql", algo, TrainConfig(epochs=2, batch_size=64, precision="bfloat16"),
+                   tmp_path / "bf16")
+    saved = load_checkpoint(result.checkpoint)
+    weights = saved["state"]["modules"]["critic"]
+    assert all(t.dtype == torch.float32 for t in weights.values())
+    assert all(math.isfinite(v) for row in result.metrics for k, v in row.items())
+    # The policy acts in float32 from those weights.
+    policy = AgentPolicy(result.checkpoint)
+    config = data.chain
+    profit = rollout(config, policy, np.full((2, config.periods), 20.0)).profit
+    assert np.all(np.isfinite(profit))
+
+
+def test_precision_must_be_known():
+    with pytest.raises(ValueError, match="train.precision"):
+        TrainConfig(precision="float16")
+
+
+def _bf16_dataset():
+    behaviour = Behaviour("bs", Family.BASE_STOCK, {"z": [80.0, 180.0, 40.0]})
+    return collect(ChainConfig(), [behaviour], CollectConfig(episodes=10), np.random.SeedSequence(5))

@@ -74,7 +74,7 @@ def mlp(
             layers.append(nn.LayerNorm(width))
         layers.append(nn.ReLU())
         size = width
-    layers.append(nn.utils.skip_init(nn.Linear, size, out_dim))
+    layers.append(nn.utils.skip_init(OutputLinear, size, out_dim))
     if output_activation is not None:
         layers.append(output_activation)
     return nn.Sequential(*layers)
@@ -91,16 +91,37 @@ class Critic(nn.Module):
         return self.net(torch.cat([observations, actions], dim=-1))
 
 
-class EnsembleLinear(nn.Module):
-    """E independent linear layers applied at once with one batched matmul: (E, B, in) -> (E, B, out)."""
+class OutputLinear(nn.Linear):
+    """A network's output layer: always computed in float32, even under bfloat16 autocast.
 
-    def __init__(self, members: int, in_features: int, out_features: int) -> None:
+    Values and Q-values are differences of large numbers (an advantage of 0.1 on a Q of 300);
+    bfloat16 keeps 8 bits of mantissa, so the layer that produces them stays in full precision
+    while the wide hidden layers may run in bfloat16 (``TrainConfig.precision``).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return nn.functional.linear(x.float(), self.weight, self.bias)
+
+
+class EnsembleLinear(nn.Module):
+    """E independent linear layers applied at once with one batched matmul: (E, B, in) -> (E, B, out).
+
+    With ``full_precision`` the layer ignores bfloat16 autocast (see :class:`OutputLinear`).
+    """
+
+    def __init__(self, members: int, in_features: int, out_features: int,
+                 full_precision: bool = False) -> None:
         super().__init__()
         self.in_features = in_features
+        self.full_precision = full_precision
         self.weight = nn.Parameter(torch.empty(members, in_features, out_features))
         self.bias = nn.Parameter(torch.empty(members, 1, out_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.full_precision:
+            with torch.autocast(x.device.type, enabled=False):
+                return torch.baddbmm(self.bias, x.float(), self.weight)
         return torch.baddbmm(self.bias, x, self.weight)
 
 
@@ -116,7 +137,8 @@ class CriticEnsemble(nn.Module):
         sizes = [obs_dim + action_dim, *hidden, 1]
         self.members = members
         self.layers = nn.ModuleList(
-            EnsembleLinear(members, a, b) for a, b in zip(sizes[:-1], sizes[1:])
+            EnsembleLinear(members, a, b, full_precision=b == 1)
+            for a, b in zip(sizes[:-1], sizes[1:])
         )
 
     def forward(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

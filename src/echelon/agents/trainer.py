@@ -62,6 +62,10 @@ class TrainConfig:
     """Append the normalised period n/T to the observation (OR-Gym's has no time index)."""
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
+    precision: str = "float32"
+    """``float32``, or ``bfloat16`` to run the hidden layers under bfloat16 autocast (output
+    layers, losses and weights stay float32): several times faster on CPUs with bfloat16
+    instructions, at some cost in precision."""
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -78,6 +82,8 @@ class TrainConfig:
             raise ValueError(f"train.reward_scale must be > 0, got {self.reward_scale!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"train.device must be auto, cpu or cuda, got {self.device!r}")
+        if self.precision not in ("float32", "bfloat16"):
+            raise ValueError(f"train.precision must be float32 or bfloat16, got {self.precision!r}")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -283,6 +289,8 @@ def train(
         metrics = list(saved["metrics"])
         first_epoch = saved["epoch"] + 1
 
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                              enabled=config.precision == "bfloat16")
     start = time.perf_counter()
     bar = tqdm(total=total_steps, initial=(first_epoch - 1) * steps_per_epoch, disable=not progress,
                desc=algorithm, unit="step")
@@ -293,7 +301,8 @@ def train(
             counts: dict[str, int] = {}
             for step in range(steps_per_epoch):
                 index = order[step * config.batch_size : (step + 1) * config.batch_size]
-                losses = learner.update(training.batch(index))
+                with autocast:
+                    losses = learner.update(training.batch(index))
                 for name, value in losses.items():
                     if not math.isfinite(value):
                         raise _diverged(algorithm, name, value, f"at epoch {epoch}, step {step + 1}",
@@ -306,8 +315,9 @@ def train(
             row.update({f"train_{k}": v / counts[k] for k, v in sums.items()})
             # A loss is computed before its step, so the epoch's last step may have broken the
             # weights unseen: check the losses after it before the epoch is checkpointed.
-            after = (_validate(learner, validation) if validation is not None
-                     else learner.losses(training.batch(index)))
+            with autocast:
+                after = (_validate(learner, validation) if validation is not None
+                         else learner.losses(training.batch(index)))
             for name, value in after.items():
                 if not math.isfinite(value):
                     raise _diverged(algorithm, name, value, f"after epoch {epoch}", epoch,

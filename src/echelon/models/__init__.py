@@ -1,0 +1,43 @@
+"""Model-based planning from logs: estimate the demand law, then optimise in the known dynamics."""
+
+from echelon.models.demand_fit import (
+    LAWS,
+    DemandFit,
+    DemandObservations,
+    Estimate,
+    GoodnessOfFit,
+    compare_laws,
+    fit_demand,
+    fitted_chain,
+    observe_demand,
+)
+from echelon.models.planning import (
+    PlanResult,
+    PolicySpec,
+    RollingScenarioLP,
+    load_policy,
+    plan_time_aware,
+    policy_from_spec,
+    rolling_lp_spec,
+    save_spec,
+)
+
+__all__ = [
+    "LAWS",
+    "DemandFit",
+    "DemandObservations",
+    "Estimate",
+    "GoodnessOfFit",
+    "PlanResult",
+    "PolicySpec",
+    "RollingScenarioLP",
+    "compare_laws",
+    "fit_demand",
+    "fitted_chain",
+    "load_policy",
+    "observe_demand",
+    "plan_time_aware",
+    "policy_from_spec",
+    "rolling_lp_spec",
+    "save_spec",
+]

@@ -1,0 +1,332 @@
+"""Planning in a fitted model: policies optimised for the chain with an estimated demand law.
+
+Once :mod:`echelon.models.demand_fit` has estimated the demand law from logs, the chain is fully
+specified (its dynamics are known accounting identities) and policies can be optimised in it
+directly, instead of being learned model-free from the logs:
+
+* :func:`plan_time_aware` searches the time-aware base-stock family (:func:`~echelon.policies.
+  search.optimize`) on demand paths sampled from the MODEL's law; its profit on the true demand
+  is what the estimate is worth.
+* :class:`RollingScenarioLP` re-plans every period with a scenario LP
+  (:class:`~echelon.policies.lp.ScenarioLP`) over the remaining horizon: K demand paths sampled
+  from the model's law share the first period's orders (non-anticipativity in the first period
+  only; later periods adapt to each scenario), the average discounted profit is maximised, and
+  the shared first-period orders are played.
+
+A planned policy is stored as a JSON spec (``policy.json``) that :func:`load_policy` turns back
+into a :class:`~echelon.policies.base.Policy` for any chain with the same stages::
+
+    {"kind": "heuristic", "family": "time-aware", "mode": "clip", "params": {...}}
+    {"kind": "rolling-lp", "demand": {"law": "poisson", "mu": 19.8}, "scenarios": 16, "seed": 0}
+
+A heuristic spec may carry the ``demand`` it was planned for, for the record; loading ignores it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from echelon._io import atomic_write_json
+from echelon.policies.base import Policy
+from echelon.policies.base_stock import RequestMode, clip_requests
+from echelon.policies.lp import LPSolveError, ScenarioLP, scheduled_arrivals
+from echelon.policies.search import (
+    Family,
+    SearchConfig,
+    SearchResult,
+    Space,
+    from_params,
+    make_policy,
+    run_search,
+)
+from echelon.sim.config import ChainConfig
+from echelon.sim.core import ChainState
+from echelon.sim.demand import Demand, DemandPath, demand_from_dict, demand_to_dict
+
+PolicySpec = dict[str, Any]
+"""A JSON-ready description of a planned policy (see the module docstring)."""
+
+SPEC_FILE = "policy.json"
+SPEC_KINDS = ("heuristic", "rolling-lp")
+
+
+# --- time-aware base-stock in the model -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """The best policy of a family found in a model of the chain."""
+
+    spec: PolicySpec
+    """The policy, as :func:`load_policy` reads it."""
+    search: SearchResult
+    """The search in the model: ranked candidates with their mean profit on model paths."""
+    model: ChainConfig
+    """The chain planned in (the fitted demand law)."""
+
+    @property
+    def params(self) -> dict[str, list[float]]:
+        """The best parameters (``{"z": [...], "last_order_period": [...]}``)."""
+        return self.search.best.params
+
+    @property
+    def model_mean(self) -> float:
+        """Mean discounted profit of the best policy on the model's ranking paths (not true demand)."""
+        return self.search.best.mean
+
+    def policy(self, chain: ChainConfig) -> Policy:
+        """The planned policy acting in ``chain`` (e.g. the true chain, for evaluation)."""
+        return policy_from_spec(self.spec, chain)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spec": self.spec, "model": self.model.to_dict(), "search": self.search.to_dict()}
+
+
+def plan_time_aware(
+    chain: ChainConfig,
+    seed: np.random.SeedSequence,
+    episodes: int = 200,
+    *,
+    mode: RequestMode = RequestMode.CLIP,
+    top_k: int = 3,
+    progress: bool = False,
+    workers: int = 2,
+) -> PlanResult:
+    """Optimises the time-aware base-stock family on demand paths sampled from ``chain.demand``.
+
+    Pass the fitted chain (:func:`~echelon.models.demand_fit.fitted_chain`) to plan in the
+    estimated model; the true chain gives the benchmark of a planner that knows the law.
+
+    Args:
+        chain: The model: the chain's dynamics with the demand law to plan for.
+        seed: Seed of the model's search paths (its first child) and ranking paths (second).
+        episodes: Demand paths to search on, and as many to rank the finalists on, >= 1.
+        mode: How shortfalls become requests.
+        top_k: Finalists ranked on the separate paths, >= 1.
+        progress: Show a progress bar on stderr.
+        workers: Threads.
+
+    Returns:
+        The best parameters, as a spec and with the search that found them.
+    """
+    settings = SearchConfig(space=Space.WIDE, family=Family.TIME_AWARE, mode=mode,
+                            episodes=episodes, top_k=top_k)
+    result = run_search(chain, settings, seed, progress=progress, workers=workers)
+    spec = heuristic_spec(Family.TIME_AWARE, result.best.params, mode, demand=chain.demand)
+    return PlanResult(spec=spec, search=result, model=chain)
+
+
+# --- rolling-horizon scenario LP --------------------------------------------------------------
+
+
+class RollingScenarioLP:
+    """Re-plan every period with a K-scenario LP over the remaining horizon; play its first period.
+
+    In period n each episode's LP (:class:`~echelon.policies.lp.ScenarioLP`) starts from its
+    on-hand inventory, its units in transit (:func:`~echelon.policies.lp.scheduled_arrivals`) and,
+    in v0, its carried customer backlog, and faces K demand paths over periods n .. T-1 drawn
+    from ``demand`` (fresh draws for each episode and period, from ``rng``). The K scenarios share
+    the first period's shipments and plan the rest with their own path known, so the first-period
+    orders hedge against the spread of demand instead of planning for its mean
+    (:class:`~echelon.policies.lp.ShrinkingHorizonLP`). A ``DemandPath`` law is known in advance:
+    every scenario is the rest of the path.
+
+    The first-period shipments become the requests as in ``ShrinkingHorizonLP``: rounded to whole
+    units (halves up), clipped to the capacities and the upstream stages' start-of-period on-hand,
+    and in v0 net of requests already carried as backlog.
+
+    The scenario draws make the actions depend on ``rng``'s state: the same generator seed and the
+    same sequence of states give the same actions. An instance keeps one HiGHS model per remaining
+    horizon and is not thread-safe.
+
+    Args:
+        config: The chain (its dynamics; its demand law is the default ``demand``).
+        rng: Source of the demand scenarios.
+        demand: The law the scenarios are drawn from, e.g. a fitted one; ``config.demand`` if None.
+        scenarios: Number of scenarios K per LP, >= 1.
+    """
+
+    reads_observation = False
+
+    def __init__(
+        self,
+        config: ChainConfig,
+        rng: np.random.Generator,
+        *,
+        demand: Demand | None = None,
+        scenarios: int = 16,
+    ) -> None:
+        if isinstance(scenarios, bool) or not isinstance(scenarios, (int, np.integer)) or scenarios < 1:
+            raise ValueError(f"scenarios must be an integer >= 1, got {scenarios!r}")
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        self.demand = config.demand if demand is None else demand
+        if isinstance(self.demand, DemandPath) and len(self.demand.values) != config.periods:
+            raise ValueError(
+                f"demand path has {len(self.demand.values)} periods, the chain needs {config.periods}"
+            )
+        # The LPs' fixed start basis comes from the scenario law's mean demand.
+        self.config = config.replace(demand=self.demand)
+        self.rng, self.scenarios = rng, int(scenarios)
+        self._lps: dict[int, ScenarioLP] = {}
+
+    def __getstate__(self) -> dict:
+        # HiGHS instances do not pickle; they are rebuilt on demand.
+        return {**self.__dict__, "_lps": {}}
+
+    def _lp(self, horizon: int) -> ScenarioLP:
+        if horizon not in self._lps:
+            self._lps[horizon] = ScenarioLP(self.config, horizon, self.scenarios)
+        return self._lps[horizon]
+
+    def _draw(self, episodes: int, period: int, horizon: int) -> np.ndarray:
+        """(N, K, H) demand scenarios of the periods ``period`` .. T-1."""
+        if isinstance(self.demand, DemandPath):
+            rest = np.asarray(self.demand.values[period:])
+            return np.broadcast_to(rest, (episodes, self.scenarios, horizon))
+        paths = self.demand.sample(self.rng, episodes * self.scenarios, horizon)
+        return paths.reshape(episodes, self.scenarios, horizon)
+
+    def act(self, obs: np.ndarray | None, state: ChainState) -> np.ndarray:
+        """Requests of the first period of each episode's scenario plan.
+
+        Args:
+            obs: Unused (None).
+            state: The batched state at the start of period n < T.
+
+        Returns:
+            (N, S) whole-unit requests that the upstream stages can fill this period.
+
+        Raises:
+            LPSolveError: If HiGHS fails, naming the period and the episode.
+        """
+        config = self.config
+        horizon = config.periods - state.period
+        lp = self._lp(horizon)
+        arrivals = scheduled_arrivals(config, state)
+        carried = state.backlog[:, 0] if config.backlog else np.zeros(state.episodes)
+        scenarios = self._draw(state.episodes, state.period, horizon)
+        planned = np.empty((state.episodes, config.stages))
+        for episode in range(state.episodes):
+            try:
+                _, planned[episode] = lp.solve(
+                    state.on_hand[episode], arrivals[episode], carried[episode], scenarios[episode]
+                )
+            except LPSolveError as error:
+                raise LPSolveError(
+                    f"scenario LP of period {state.period}, episode {episode}: {error}"
+                ) from None
+        requests = clip_requests(config, state, np.maximum(np.floor(planned + 0.5), 0.0))
+        if config.backlog:
+            requests = np.maximum(requests - state.backlog[:, 1:], 0.0)
+        return requests
+
+
+# --- policy specs -----------------------------------------------------------------------------
+
+
+def heuristic_spec(
+    family: Family, params: dict[str, list[float]], mode: RequestMode = RequestMode.CLIP,
+    *, demand: Demand | None = None,
+) -> PolicySpec:
+    """The spec of a heuristic policy; ``demand`` records the law it was planned for."""
+    spec: PolicySpec = {"kind": "heuristic", "family": Family(family).value,
+                        "mode": RequestMode(mode).value, "params": params}
+    if demand is not None:
+        spec["demand"] = demand_to_dict(demand)
+    return spec
+
+
+def rolling_lp_spec(demand: Demand, scenarios: int = 16, seed: int = 0) -> PolicySpec:
+    """The spec of a :class:`RollingScenarioLP` drawing from ``demand`` with ``default_rng(seed)``."""
+    return {"kind": "rolling-lp", "demand": demand_to_dict(demand), "scenarios": int(scenarios),
+            "seed": int(seed)}
+
+
+def policy_from_spec(spec: PolicySpec, chain: ChainConfig) -> Policy:
+    """Builds the policy a spec describes, acting in ``chain``.
+
+    Raises:
+        ValueError: If the kind is unknown, a key is missing, or a value is invalid for the chain.
+    """
+    if not isinstance(spec, dict):
+        raise ValueError(f"a policy spec must be a JSON object, got {type(spec).__name__}")
+    kind = spec.get("kind")
+    if kind not in SPEC_KINDS:
+        raise ValueError(f"policy spec kind must be one of {list(SPEC_KINDS)}, got {kind!r}")
+    needed = ("family", "mode", "params") if kind == "heuristic" else ("demand", "scenarios", "seed")
+    missing = [key for key in needed if key not in spec]
+    if missing:
+        raise ValueError(f"a {kind!r} policy spec needs {list(needed)}, missing {missing}")
+    if kind == "heuristic":
+        try:
+            family, mode = Family(spec["family"]), RequestMode(spec["mode"])
+        except ValueError as error:
+            raise ValueError(f"bad heuristic policy spec: {error}") from None
+        return make_policy(chain, family, from_params(family, spec["params"]), mode)
+    seed = spec["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"rolling-lp spec seed must be an integer >= 0, got {seed!r}")
+    return RollingScenarioLP(chain, np.random.default_rng(seed),
+                             demand=demand_from_dict(spec["demand"]), scenarios=spec["scenarios"])
+
+
+def save_spec(spec: PolicySpec, directory: str | os.PathLike) -> Path:
+    """Writes ``policy.json`` into a folder, atomically, after checking the spec's shape.
+
+    Returns:
+        The file written.
+    """
+    kind = spec.get("kind") if isinstance(spec, dict) else None
+    if kind not in SPEC_KINDS:
+        raise ValueError(f"policy spec kind must be one of {list(SPEC_KINDS)}, got {kind!r}")
+    return atomic_write_json(Path(directory) / SPEC_FILE, spec)
+
+
+def load_spec(path: str | os.PathLike) -> PolicySpec:
+    """Reads a spec from ``policy.json`` or from a folder holding one.
+
+    Raises:
+        ValueError: If the file is missing or not a JSON object.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / SPEC_FILE
+    if not path.is_file():
+        raise ValueError(f"{path}: no such policy spec file")
+    try:
+        spec = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON: {error}") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"{path}: a policy spec must be a JSON object")
+    return spec
+
+
+def load_policy(path: str | os.PathLike, chain: ChainConfig) -> Policy:
+    """The planned policy saved at ``path`` (a folder or its ``policy.json``), acting in ``chain``."""
+    try:
+        return policy_from_spec(load_spec(path), chain)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+__all__ = [
+    "SPEC_FILE",
+    "PlanResult",
+    "PolicySpec",
+    "RollingScenarioLP",
+    "heuristic_spec",
+    "load_policy",
+    "load_spec",
+    "plan_time_aware",
+    "policy_from_spec",
+    "rolling_lp_spec",
+    "save_spec",
+]
