@@ -23,11 +23,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 reproduce: $(STAMP)
-	$(BIN)/echelon simulate --policy base-stock --z 80 180 40 --mode raw --episodes 1000 --seed 0
-	$(BIN)/echelon simulate --policy base-stock --z 80 180 40 --mode clip --episodes 1000 --seed 0
+	$(BIN)/echelon reproduce --preset quick --out runs/quick
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sim.py
+	$(BIN)/python benchmarks/bench_lp.py
+	$(BIN)/python benchmarks/bench_policies.py
+	$(BIN)/python benchmarks/bench_train.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -513,8 +513,8 @@ def reproduce(
                f"{list(run.train.seeds)} ({run.train.preset} preset)")
     agents: list[tuple[str, str, int, Path]] = []
     agent_digests: list[str] = []
-    rate = None  # measured gradient steps per second, for the time estimate
-    steps_left = sum(_planned_steps(len(data), variant.train_config) for variant, _ in jobs)
+    rates: dict[str, float] = {}  # measured steps per second of each algorithm, for estimates
+    remaining = [(v.algorithm, _planned_steps(len(data), v.train_config)) for v, _ in jobs]
     for index, (variant, seed) in enumerate(jobs, 1):
         name, config = variant.for_seed(seed)
         path = folder.path / "agents" / name
@@ -522,7 +522,9 @@ def reproduce(
         agent_digests.append(digest)
         agents.append((variant.name, variant.algorithm, seed, path / CHECKPOINT_NAME))
         steps = _planned_steps(len(data), config)
-        estimate = f", about {_minutes(steps_left / rate)} left" if rate else ""
+        known = [s / rates[a] for a, s in remaining if a in rates]
+        estimate = (f", about {_minutes(sum(known))} left for the agents of algorithms timed so far"
+                    if known else "")
         stage_file = path / "stage.json"
         finished = (stage_file.exists() and json.loads(stage_file.read_text()).get("digest") == digest
                     and (path / CHECKPOINT_NAME).exists()
@@ -538,8 +540,9 @@ def reproduce(
             write_json(stage_file, {"digest": digest})
             result = train(data, variant.algorithm, variant.algo_config, config, path,
                            resume=resume, progress=progress)
-            rate = result.steps / max(result.seconds, 1e-9) if not resume else rate
-        steps_left -= steps
+            if not resume:
+                rates[variant.algorithm] = result.steps / max(result.seconds, 1e-9)
+        remaining.pop(0)
     train_digest = _digest("agents", agent_digests)
     log(f"  ({time.perf_counter() - t:.1f} s)")
 

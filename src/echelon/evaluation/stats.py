@@ -373,6 +373,43 @@ def probability_of_improvement_with_ci(
 # --- Share of the perfect-information bound -----------------------------------------------------
 
 
+def seeds_and_paths_ci(
+    scores: np.ndarray,
+    rng: np.random.Generator,
+    n_bootstrap: int = 2000,
+    confidence: float = 0.95,
+) -> IntervalEstimate:
+    """Mean of a (seeds, paths) array with a two-level bootstrap interval.
+
+    Each replicate resamples training seeds with replacement and, independently, test paths
+    with replacement (the same paths for every seed, as they are common), then takes the mean.
+    The interval so reflects both the spread between training runs and the sampling of paths;
+    with few seeds it is wide, as it should be. Use it on paired differences (agent minus
+    baseline on the same paths) to compare methods across seeds.
+
+    Args:
+        scores: (R, P) one row per training seed, one column per test path.
+        rng: The random state of the resampling.
+        n_bootstrap: Replicates, >= 1.
+        confidence: Coverage of the interval, in (0, 1).
+
+    Returns:
+        The mean of all scores and its percentile interval.
+    """
+    _check_confidence(confidence)
+    _check_replicates(n_bootstrap)
+    values = np.asarray(scores, dtype=np.float64)
+    if values.ndim != 2 or values.size == 0 or not np.all(np.isfinite(values)):
+        raise ValueError(f"scores must be a finite (seeds, paths) array, got shape {values.shape}")
+    runs, paths = values.shape
+    replicates = np.empty(n_bootstrap)
+    for i in range(n_bootstrap):
+        seeds = rng.integers(0, runs, size=runs)
+        columns = rng.integers(0, paths, size=paths)
+        replicates[i] = values[seeds][:, columns].mean()
+    return IntervalEstimate(float(values.mean()), _percentile_interval(replicates, confidence))
+
+
 @dataclass(frozen=True)
 class ShareOfBound:
     """How much of the perfect-information profit a policy earns on the same paths."""

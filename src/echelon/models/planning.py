@@ -77,7 +77,7 @@ class PlanResult:
 
     @property
     def model_mean(self) -> float:
-        """Mean discounted profit of the best policy on the model's ranking paths (not true demand)."""
+        """Mean discounted profit of the best policy on the model's ranking paths (model demand)."""
         return self.search.best.mean
 
     def policy(self, chain: ChainConfig) -> Policy:
@@ -162,14 +162,16 @@ class RollingScenarioLP:
         demand: Demand | None = None,
         scenarios: int = 16,
     ) -> None:
-        if isinstance(scenarios, bool) or not isinstance(scenarios, (int, np.integer)) or scenarios < 1:
+        whole = isinstance(scenarios, (int, np.integer)) and not isinstance(scenarios, bool)
+        if not whole or scenarios < 1:
             raise ValueError(f"scenarios must be an integer >= 1, got {scenarios!r}")
         if not isinstance(rng, np.random.Generator):
             raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         self.demand = config.demand if demand is None else demand
         if isinstance(self.demand, DemandPath) and len(self.demand.values) != config.periods:
             raise ValueError(
-                f"demand path has {len(self.demand.values)} periods, the chain needs {config.periods}"
+                f"demand path has {len(self.demand.values)} periods, the chain needs "
+                f"{config.periods}"
             )
         # The LPs' fixed start basis comes from the scenario law's mean demand.
         self.config = config.replace(demand=self.demand)
@@ -244,7 +246,7 @@ def heuristic_spec(
 
 
 def rolling_lp_spec(demand: Demand, scenarios: int = 16, seed: int = 0) -> PolicySpec:
-    """The spec of a :class:`RollingScenarioLP` drawing from ``demand`` with ``default_rng(seed)``."""
+    """The spec of a :class:`RollingScenarioLP` drawing from ``demand``, ``default_rng(seed)``."""
     return {"kind": "rolling-lp", "demand": demand_to_dict(demand), "scenarios": int(scenarios),
             "seed": int(seed)}
 
@@ -260,7 +262,8 @@ def policy_from_spec(spec: PolicySpec, chain: ChainConfig) -> Policy:
     kind = spec.get("kind")
     if kind not in SPEC_KINDS:
         raise ValueError(f"policy spec kind must be one of {list(SPEC_KINDS)}, got {kind!r}")
-    needed = ("family", "mode", "params") if kind == "heuristic" else ("demand", "scenarios", "seed")
+    needed = {"heuristic": ("family", "mode", "params"),
+              "rolling-lp": ("demand", "scenarios", "seed")}[kind]
     missing = [key for key in needed if key not in spec]
     if missing:
         raise ValueError(f"a {kind!r} policy spec needs {list(needed)}, missing {missing}")
@@ -310,7 +313,7 @@ def load_spec(path: str | os.PathLike) -> PolicySpec:
 
 
 def load_policy(path: str | os.PathLike, chain: ChainConfig) -> Policy:
-    """The planned policy saved at ``path`` (a folder or its ``policy.json``), acting in ``chain``."""
+    """The planned policy saved at ``path`` (a folder or its ``policy.json``), in ``chain``."""
     try:
         return policy_from_spec(load_spec(path), chain)
     except ValueError as error:

@@ -451,7 +451,8 @@ class ScenarioLP:
     path known. The objective is the average over the K scenarios of the discounted profit of
     the module docstring:
 
-        maximise    (1/K) sum_k sum_n alpha^n (p s^k_n - r_S x^k_{n,S-1} - k_0 u^k_n - sum_i h_i I^k_{n,i})
+        maximise    (1/K) sum_k sum_n alpha^n (p s^k_n - r_S x^k_{n,S-1} - k_0 u^k_n
+                                               - sum_i h_i I^k_{n,i})
         subject to  each scenario's constraints of the module docstring, x^k_{0,i} = x_{0,i}.
 
     It is built from K copies of :class:`_PlanningLP`'s model (the same variables, rows, costs
@@ -544,7 +545,8 @@ class ScenarioLP:
         demand = np.asarray(demand, dtype=np.float64)
         if demand.shape != (self.scenarios, self.horizon):
             raise ValueError(
-                f"demand must be shaped (K, H) = ({self.scenarios}, {self.horizon}), got {demand.shape}"
+                f"demand must be shaped (K, H) = ({self.scenarios}, {self.horizon}), "
+                f"got {demand.shape}"
             )
         n_x, eq_rows = self.horizon * stages, base.eq_rows
         upper = self.row_upper.reshape(self.scenarios, base.rows)

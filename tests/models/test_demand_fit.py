@@ -1,0 +1,161 @@
+"""Demand estimation from logs: censored maximum likelihood, exact v0 recovery, laws, bad inputs."""
+
+import json
+
+import numpy as np
+import pytest
+
+from echelon.data.collect import Behaviour, CollectConfig, collect
+from echelon.models.demand_fit import (
+    UnsupportedLawError,
+    compare_laws,
+    fit_demand,
+    fitted_chain,
+    observe_demand,
+)
+from echelon.policies.base_stock import RequestMode
+from echelon.policies.search import Family
+from echelon.sim.config import ChainConfig
+from echelon.sim.demand import Binomial, DemandPath, DiscreteUniform, Geometric, Poisson
+
+
+def _logs(chain: ChainConfig, z=(40.0, 150.0, 250.0), episodes: int = 200, seed: int = 1):
+    """Logs of one echelon base-stock policy (a low retail level stocks out often in v1)."""
+    behaviour = Behaviour("lean", Family.BASE_STOCK, {"z": list(z)}, RequestMode.CLIP)
+    settings = CollectConfig(episodes=episodes)
+    return collect(chain, [behaviour], settings, np.random.SeedSequence(seed))
+
+
+@pytest.fixture(scope="module")
+def lost_sales_logs():
+    return _logs(ChainConfig())
+
+
+def test_censored_poisson_recovers_the_mean_where_sales_are_biased_low(lost_sales_logs):
+    data = lost_sales_logs
+    fit = fit_demand(data, "poisson")
+    low, high = fit.ci["mu"]
+    assert fit.method == "lost-sales"
+    assert fit.observations == len(data) == 6000
+    # Many sold-out periods: only demand >= sales is known there.
+    assert fit.censored == int(np.sum(data.log["on_hand"][:, 0] == 0)) > 1000
+    assert low < 20.0 < high
+    assert high - low < 1.0
+    assert low < fit.params["mu"] < high and fit.law == Poisson(fit.params["mu"])
+    # The naive estimate (sales as demand) is far below, its interval nowhere near 20.
+    assert fit.naive.params["mu"] < 0.8 * 20.0
+    assert fit.naive.ci["mu"][1] < low - 3.0
+    assert not fit.goodness_of_fit.misspecified
+    assert fit.naive.goodness_of_fit.misspecified
+    assert fit.se["mu"] == pytest.approx((high - low) / (2 * 1.96), rel=0.05)
+    summary = json.loads(json.dumps(fit.to_dict()))
+    assert summary["law"] == {"law": "poisson", "mu": fit.params["mu"]}
+    assert summary["censored"] == fit.censored and summary["naive"]["params"]["mu"] < 16.0
+    assert fitted_chain(data, fit) == data.chain.replace(demand=fit.law)
+
+
+def test_only_sales_and_on_hand_are_read(lost_sales_logs):
+    data = lost_sales_logs
+    unseen = {**data.log, "demand": np.full(len(data), np.nan)}
+    blind = type(data)(**{**data.__dict__, "log": unseen})
+    assert fit_demand(blind).params == fit_demand(data).params
+    obs = observe_demand(data)
+    exact = ~obs.censored
+    assert np.array_equal(obs.values[exact], data.log["demand"][exact])
+    assert np.all(data.log["demand"][obs.censored] >= obs.values[obs.censored])
+
+
+def test_backlog_logs_recover_demand_exactly():
+    data = _logs(ChainConfig(backlog=True), z=(30.0, 120.0, 250.0), episodes=50)
+    assert np.any(data.log["unfulfilled"][:, 0] > 0)  # the backlog is really used
+    obs = observe_demand(data)
+    assert obs.method == "backlog" and not obs.censored.any()
+    np.testing.assert_array_equal(obs.values, data.log["demand"])
+    fit = fit_demand(data, "poisson")
+    assert fit.censored == 0
+    assert fit.params["mu"] == pytest.approx(np.mean(data.log["demand"]), rel=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("law", "name", "truth"),
+    [
+        # n and p are strongly correlated; n and the mean are the robust checks.
+        (Binomial(40, 0.5), "binomial", {"n": 40}),
+        (DiscreteUniform(10, 31), "uniform", {"low": 10, "high": 31}),
+        (Geometric(0.05), "geometric", {"p": 0.05}),
+    ],
+)
+def test_other_laws_fit_uncensored_logs(law, name, truth):
+    # Backlog logs: every period's demand is recovered exactly (no censoring).
+    chain = ChainConfig(backlog=True, demand=law)
+    data = _logs(chain, z=(80.0, 200.0, 300.0), episodes=100, seed=3)
+    fit = fit_demand(data, name)
+    assert fit.censored == 0
+    for key, value in truth.items():
+        low, high = fit.ci[key]
+        assert low <= value <= high, (key, fit.params, fit.ci)
+    assert fit.ci["mean"][0] <= law.mean <= fit.ci["mean"][1]
+    assert not fit.goodness_of_fit.misspecified
+    ranked = compare_laws(data)
+    assert ranked[0].name == name
+    assert [f.aic for f in ranked] == sorted(f.aic for f in ranked)
+    if name != "poisson":
+        poisson = next(f for f in ranked if f.name == "poisson")
+        assert poisson.goodness_of_fit.misspecified
+
+
+def test_uniform_endpoints_are_exact_with_many_observations():
+    data = _logs(ChainConfig(backlog=True, demand=DiscreteUniform(10, 31)), episodes=100, seed=3)
+    fit = fit_demand(data, "uniform")
+    assert fit.law == DiscreteUniform(10, 31)
+    assert fit.ci["low"] == (10.0, 10.0) and fit.ci["high"] == (31.0, 31.0)
+
+
+def test_binomial_on_poisson_data_says_n_is_unbounded(lost_sales_logs):
+    fit = fit_demand(lost_sales_logs, "binomial")
+    assert fit.ci["n"][1] == np.inf
+    assert any("not under-dispersed" in note for note in fit.notes)
+    assert fit.to_dict()["ci"]["n"][1] is None
+    assert compare_laws(lost_sales_logs)[0].name == "poisson"
+
+
+def test_unknown_law_is_rejected(lost_sales_logs):
+    with pytest.raises(ValueError, match="unknown demand law 'negbin'"):
+        fit_demand(lost_sales_logs, "negbin")
+
+
+def test_logs_without_an_exact_observation_are_rejected():
+    # The retailer starts empty and nothing is ever ordered: it sells out (of nothing) every period.
+    chain = ChainConfig(initial_inventory=(0.0, 100.0, 200.0))
+    data = _logs(chain, z=(0.0, 0.0, 0.0), episodes=3)
+    assert np.all(data.log["sales"][:, 0] == 0) and np.all(data.log["on_hand"][:, 0] == 0)
+    with pytest.raises(ValueError, match="no period with exactly observed demand"):
+        fit_demand(data, "poisson")
+    with pytest.raises(ValueError, match="no period with exactly observed demand"):
+        compare_laws(data)
+
+
+def test_a_law_the_data_rule_out_is_named_and_left_out_of_the_comparison():
+    data = _logs(ChainConfig(backlog=True, demand=Poisson(0.5)), episodes=10)
+    with pytest.raises(UnsupportedLawError, match="exact demand of 0"):
+        fit_demand(data, "geometric")
+    assert "geometric" not in [f.name for f in compare_laws(data)]
+
+
+def test_fractional_sales_are_rejected():
+    chain = ChainConfig(periods=5, demand=DemandPath((1.5, 2.0, 2.5, 3.0, 0.5)))
+    data = _logs(chain, episodes=2)
+    with pytest.raises(ValueError, match="whole units"):
+        fit_demand(data)
+
+
+def test_the_censored_interval_covers_the_truth_in_most_replications():
+    # 40 small lost-sales logs (10 episodes each): the 95% profile-likelihood interval should
+    # cover mu = 20 in most of them; the naive interval almost never does.
+    covered = naive_covered = 0
+    for seed in range(40):
+        fit = fit_demand(_logs(ChainConfig(), episodes=10, seed=100 + seed))
+        covered += fit.ci["mu"][0] <= 20.0 <= fit.ci["mu"][1]
+        naive_covered += fit.naive.ci["mu"][0] <= 20.0 <= fit.naive.ci["mu"][1]
+    assert covered >= 34  # 95% nominal; P(fewer than 34 of 40) < 1% at the nominal rate
+    assert naive_covered == 0
