@@ -14,6 +14,8 @@ TINY = [
     "evaluate.paper_episodes=20",
     "evaluate.tuning_episodes=10",
     "evaluate.bootstrap=200",
+    "model.plan_episodes=20",
+    "model.scenarios=4",
     'evaluate.baselines=["paper-best", "tuned", "time-aware", "slp", "oracle"]',
 ]
 
@@ -29,8 +31,8 @@ def finished_run(tmp_path_factory):
 
 def test_every_stage_writes_its_output(finished_run):
     run, out, report, _ = finished_run
-    for name in ("config.toml", "search.json", "dataset.h5", "baselines.json", "eval.json",
-                 "report.md", "stages.json"):
+    for name in ("config.toml", "search.json", "dataset.h5", "baselines.json", "model.json",
+                 "eval.json", "report.md", "stages.json"):
         assert (out / name).is_file(), name
     for variant in ("iql", "bc", "iql-expectile0.5"):
         for seed in run.train.seeds:
@@ -46,8 +48,8 @@ def test_report_has_every_section(finished_run):
     _, _, report, _ = finished_run
     text = report.read_text()
     for heading in ("## 1. The paper's Table I", "## 2. Every policy on the same held-out paths",
-                    "## 3. Agents across training seeds", "## 4. Figures", "## 5. The paper's claims",
-                    "## 6. Exact configuration and seeds"):
+                    "## 3. Agents across training seeds", "## 4. From logs to a policy with a model",
+                    "## 5. Figures", "## 6. The paper's claims", "## 7. Exact configuration and seeds"):
         assert heading in text, heading
     for claim in ("Claim 1", "Claim 2", "Claim 3", "Claim 4"):
         assert claim in text
@@ -75,7 +77,7 @@ def test_a_second_run_redoes_nothing(finished_run):
     pipeline.reproduce(run, out, progress=False, log=lines.append)
     after = {name: (out / name).stat().st_mtime_ns for name in before}
     assert before == after
-    assert _stages_skipped(lines) == 4  # search, collect, tune, evaluate
+    assert _stages_skipped(lines) == 5  # search, collect, tune, model, evaluate
     assert _agents_skipped(lines) == len(run.train.seeds) * 3  # and every agent
 
 
@@ -116,7 +118,7 @@ def test_an_interrupted_run_resumes_only_what_is_missing(finished_run, tmp_path)
     text = "\n".join(lines)
     assert "bc-s1: " in text and "bc-s1: done earlier" not in text
     assert "iql-s0: done earlier, skipped" in text
-    assert _stages_skipped(lines) == 3  # search, collect, tune; evaluate reruns
+    assert _stages_skipped(lines) == 4  # search, collect, tune, model; evaluate reruns
     assert _same_results(out / "eval.json", copy / "eval.json")
 
 
@@ -129,6 +131,6 @@ def test_changing_an_input_reruns_its_stage_and_those_after(finished_run, tmp_pa
     changed = pipeline.resolve("quick", [*TINY, "evaluate.episodes=25"])
     lines: list[str] = []
     pipeline.reproduce(changed, copy, progress=False, log=lines.append)
-    assert _stages_skipped(lines) == 3  # search, collect and tune are unchanged
+    assert _stages_skipped(lines) == 3  # search, collect and tune; the model's test paths changed
     assert _agents_skipped(lines) == len(run.train.seeds) * 3
     assert json.loads((copy / "eval.json").read_text())["test_paths"]["episodes"] == 25

@@ -319,9 +319,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         saved = load_checkpoint(checkpoint)
         agents.append((path.name if path.is_dir() else path.parent.name, saved["algorithm"],
                        saved["train_config"]["seed"], checkpoint.resolve()))
+    from echelon.models import load_spec
+
+    models = {f"planned {Path(p).name}": load_spec(p) for p in args.policy}
     search = pipeline.search_stage(run)
     tuned = pipeline.tune_baselines(run)
-    evaluation = pipeline.evaluate_stage(run, Path.cwd(), search, tuned, agents,
+    evaluation = pipeline.evaluate_stage(run, Path.cwd(), search, tuned, agents, models=models,
                                          log=(lambda *a: None) if args.json else print)
     results = [PolicyResult.from_dict(p) for p in evaluation["policies"]]
     expert = next(r for r in results if r.kind is Kind.BEST_EXPERT)
@@ -351,6 +354,49 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                   f"{diff['ci_high']:+.2f}]") if diff else ""
         print(f"  {row['name']:<34} {row['mean']:8.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
               f"{share}{versus}")
+    return 0
+
+
+def _cmd_fit_demand(args: argparse.Namespace) -> int:
+    from echelon.data import load
+    from echelon.models import compare_laws, fit_demand
+
+    data = load(args.dataset)
+    fits = compare_laws(data) if args.law == "all" else [fit_demand(data, args.law)]
+    if args.json:
+        print(json.dumps([fit.to_dict() for fit in fits]))
+        return 0
+    first = fits[0]
+    print(f"{args.dataset}: {first.observations:,} periods, {first.censored:,} sold out "
+          f"(demand censored there; {first.method} logs)")
+    for fit in fits:
+        mean_ci = fit.ci.get("mean", (float("nan"), float("nan")))
+        naive = (f"naive {fit.naive.params['mean']:.2f}" if fit.naive else f"naive: {fit.naive_error}")
+        flag = "  MISFIT" if fit.goodness_of_fit.p_value < 0.01 else ""
+        print(f"  {fit.name:<9} mean {fit.params['mean']:.3f} [{mean_ci[0]:.3f}, {mean_ci[1]:.3f}]  "
+              f"{naive}  AIC {fit.aic:.1f}  fit p {fit.goodness_of_fit.p_value:.3g}{flag}")
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from echelon.data import load
+    from echelon.models import fit_demand, fitted_chain, plan_time_aware, rolling_lp_spec, save_spec
+
+    data = load(args.dataset)
+    fit = fit_demand(data, args.law)
+    model = fitted_chain(data, fit)
+    seed = np.random.SeedSequence([args.seed, 0x91A7])
+    if args.family == "time-aware":
+        spec = plan_time_aware(model, seed, args.episodes, progress=not args.json).spec
+    else:
+        spec = rolling_lp_spec(model.demand, args.scenarios, int(seed.generate_state(1)[0]))
+    path = save_spec(spec, args.out)
+    if args.json:
+        print(json.dumps({"policy": str(path), "spec": spec, "fit": fit.to_dict()}))
+    else:
+        print(f"fitted {fit.name} demand, mean {fit.params['mean']:.2f} ({fit.censored:,} censored "
+              f"periods); planned {args.family} in that model\n  policy: {path}\n  evaluate it "
+              f"with: echelon evaluate --policy {args.out}")
     return 0
 
 
@@ -422,6 +468,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_chain_options(oracle)
     oracle.set_defaults(handler=_cmd_oracle)
 
+    fit = commands.add_parser(
+        "fit-demand", help="estimate the demand law from a dataset's sales and on-hand (censored MLE)"
+    )
+    fit.add_argument("dataset")
+    fit.add_argument("--law", choices=("poisson", "binomial", "uniform", "geometric", "all"),
+                     default="all", help="one law, or all of them ranked by AIC (default)")
+    fit.add_argument("--json", action="store_true")
+    fit.set_defaults(handler=_cmd_fit_demand)
+
+    plan = commands.add_parser(
+        "plan", help="fit demand to a dataset, then plan a policy in the known dynamics"
+    )
+    plan.add_argument("dataset")
+    plan.add_argument("--family", choices=("time-aware", "rolling-lp"), default="time-aware")
+    plan.add_argument("--out", required=True, help="folder for policy.json")
+    plan.add_argument("--law", choices=("poisson", "binomial", "uniform", "geometric"), default="poisson")
+    plan.add_argument("--episodes", type=_positive_int, default=500,
+                      help="model paths to plan on (time-aware)")
+    plan.add_argument("--scenarios", type=_positive_int, default=16,
+                      help="demand scenarios per period (rolling-lp)")
+    plan.add_argument("--seed", type=_seed, default=0)
+    plan.add_argument("--json", action="store_true")
+    plan.set_defaults(handler=_cmd_plan)
+
     train = commands.add_parser("train", help="train an offline RL agent on a dataset file")
     train.add_argument("algorithm", choices=("iql", "bc", "td3bc", "td3", "cql"))
     train.add_argument("--dataset", required=True, help="an echelon dataset file (.h5)")
@@ -454,6 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--agent", nargs="*", default=[], metavar="DIR",
                           help="agent folders (or checkpoint files) from echelon train")
+    evaluate.add_argument("--policy", nargs="*", default=[], metavar="DIR",
+                          help="planned policies (folders with policy.json from echelon plan)")
     evaluate.add_argument("--baselines", default="paper-best,tuned,time-aware,slp,oracle",
                           help="comma-separated: paper-best, tuned, time-aware, slp, oracle")
     evaluate.add_argument("--episodes", type=_positive_int, default=1000)

@@ -135,6 +135,32 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class ModelStageConfig:
+    """The model-based route: estimate demand from the logs, then plan in the known dynamics."""
+
+    enabled: bool = True
+    """Run the model-based route (and compare it with the agents)."""
+    law: str = "poisson"
+    """The demand law fitted by censored maximum likelihood (poisson, binomial, uniform, geometric)."""
+    plan_episodes: int = 500
+    """Model paths the time-aware policy is planned on (and as many to rank on), >= 1."""
+    scenarios: int = 16
+    """Demand scenarios of the rolling-horizon LP per period (0: no rolling LP)."""
+    misspecification: bool = True
+    """Also plan from logs whose demand is not what the fitted law assumes, to show the cost."""
+
+    def __post_init__(self) -> None:
+        from echelon.models.demand_fit import LAWS
+
+        if self.law not in LAWS:
+            raise ValueError(f"model.law must be one of {list(LAWS)}, got {self.law!r}")
+        for name, low in (("plan_episodes", 1), ("scenarios", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"model.{name} must be an integer >= {low}, got {value!r}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one run of the pipeline needs, resolved from a preset."""
 
@@ -152,6 +178,8 @@ class RunConfig:
     """The agents trained on the dataset."""
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     """The held-out evaluation."""
+    model: ModelStageConfig = field(default_factory=ModelStageConfig)
+    """The model-based route from the same logs."""
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -174,7 +202,7 @@ class RunConfig:
 
 
 _SECTIONS = {"chain": ChainConfig, "search": SearchConfig, "collect": CollectConfig,
-             "train": TrainStageConfig, "evaluate": EvaluateConfig}
+             "train": TrainStageConfig, "evaluate": EvaluateConfig, "model": ModelStageConfig}
 
 
 def _parse_value(text: str) -> Any:
@@ -399,6 +427,89 @@ def tune_baselines(run: RunConfig, *, progress: bool = False) -> dict[str, Any]:
     return out
 
 
+def model_stage(run: RunConfig, data: OfflineDataset, search: SearchResult, *,
+                progress: bool = False, log=print) -> dict[str, Any]:
+    """The model-based route: fit demand to the logs, plan in the fitted model.
+
+    Plans use the run's training stream (they learn from the logs, as the agents do): the
+    fitted-model time-aware policy, the same planner given the true law (the benchmark of a
+    perfect model), and the rolling-horizon scenario LP drawing from the fitted law. With
+    ``misspecification``, two more logs are made with the same behaviour policies where the
+    Poisson assumption fails: a geometric (over-dispersed) demand of the same mean, and a demand
+    that was 50% higher when logged than when the plan is used.
+
+    Returns:
+        What ``model.json`` holds: the fits, the policy specs, and the misspecification study.
+    """
+    from echelon.models import (
+        compare_laws,
+        fit_demand,
+        fitted_chain,
+        plan_time_aware,
+        policy_from_spec,
+        rolling_lp_spec,
+    )
+    from echelon.sim.demand import Geometric, Poisson
+    from echelon.sim.rollout import rollout
+
+    settings = run.model
+    plan_seed, true_seed, rolling_seed, logs_seed = child_seeds(
+        child_seeds(run_streams(run.seed).train, 2)[1], 4
+    )
+    fit = fit_demand(data, settings.law)
+    laws = [{"law": f.name, "aic": f.aic, "mean": f.params["mean"],
+             "goodness_of_fit_p": f.goodness_of_fit.p_value} for f in compare_laws(data)]
+    log(f"  fitted {fit.name} mean {fit.params['mean']:.2f} (naive "
+        f"{fit.naive.params['mean'] if fit.naive else float('nan'):.2f}); {fit.censored:,} of "
+        f"{fit.observations:,} periods censored")
+    model = fitted_chain(data, fit)
+    planned = plan_time_aware(model, plan_seed, settings.plan_episodes, progress=progress)
+    truth = plan_time_aware(run.chain, true_seed, settings.plan_episodes, progress=progress)
+    policies = {"time-aware (fitted model)": planned.spec,
+                "time-aware (true demand law)": truth.spec}
+    if settings.scenarios:
+        seed = int(rolling_seed.generate_state(1)[0])
+        policies["rolling scenario LP (fitted model)"] = rolling_lp_spec(model.demand, settings.scenarios, seed)
+    out: dict[str, Any] = {"fit": fit.to_dict(), "laws": laws, "policies": policies,
+                           "fitted_chain": model.to_dict(), "misspecification": []}
+    if not settings.misspecification:
+        return out
+    paths = held_out_paths(run)
+    worlds = [
+        ("geometric demand of mean 20, Poisson fitted", run.chain.replace(demand=Geometric(0.05)),
+         run.chain.replace(demand=Geometric(0.05))),
+        ("logged at Poisson(30), used at Poisson(20)", run.chain.replace(demand=Poisson(30.0)),
+         run.chain),
+    ]
+    behaviours = behaviours_from_search(run, search)
+    for (label, logged, used), seed in zip(worlds, child_seeds(logs_seed, len(worlds))):
+        collect_seed, plan_a, plan_b, test_seed = child_seeds(seed, 4)
+        logs = collect(logged, behaviours, run.collect, collect_seed)
+        case_fit = fit_demand(logs, settings.law)
+        best_law = compare_laws(logs)[0].name
+        fitted = plan_time_aware(fitted_chain(logs, case_fit), plan_a, settings.plan_episodes)
+        known = plan_time_aware(used, plan_b, settings.plan_episodes)
+        test = used.demand.sample(np.random.default_rng(test_seed), len(paths), used.periods)
+        profit_fitted = rollout(used, policy_from_spec(fitted.spec, used), test).profit
+        profit_known = rollout(used, policy_from_spec(known.spec, used), test).profit
+        out["misspecification"].append({
+            "case": label,
+            "fitted_mean": case_fit.params["mean"],
+            "true_mean_when_used": used.demand.mean,
+            "goodness_of_fit_p": case_fit.goodness_of_fit.p_value,
+            "flagged": bool(case_fit.goodness_of_fit.p_value < 0.01),
+            "best_law_by_aic": best_law,
+            "profit_fitted_plan": float(profit_fitted.mean()),
+            "profit_true_law_plan": float(profit_known.mean()),
+            "gap_percent": float(100.0 * (profit_fitted.mean() - profit_known.mean())
+                                 / abs(profit_known.mean())),
+            "paths": int(len(test)),
+        })
+        log(f"  misspecified: {label}: {out['misspecification'][-1]['gap_percent']:+.1f}% "
+            f"against planning with the true law")
+    return out
+
+
 def held_out_paths(run: RunConfig) -> np.ndarray:
     """The run's held-out test paths (its test stream; never used to search, collect or train)."""
     rng = np.random.default_rng(run_streams(run.seed).test)
@@ -406,8 +517,12 @@ def held_out_paths(run: RunConfig) -> np.ndarray:
 
 
 def evaluate_stage(run: RunConfig, folder: Path, search: SearchResult, baselines: dict[str, Any],
-                   agents: list[tuple[str, str, int, Path]], *, log=print) -> dict[str, Any]:
-    """Every policy on the same test paths; returns what ``eval.json`` holds."""
+                   agents: list[tuple[str, str, int, Path]], *, models: dict[str, Any] | None = None,
+                   log=print) -> dict[str, Any]:
+    """Every policy on the same test paths; returns what ``eval.json`` holds.
+
+    ``models`` maps the names of model-based policies to their specs (``model.json``).
+    """
     from echelon.agents.trainer import AgentPolicy
     from echelon.evaluation.evaluate import Kind, evaluate_bound, evaluate_policy
     from echelon.policies.lp import ShrinkingHorizonLP
@@ -436,6 +551,12 @@ def evaluate_stage(run: RunConfig, folder: Path, search: SearchResult, baselines
                                        AgentPolicy(path, run.chain, device="cpu"), paths,
                                        {"variant": variant, "algorithm": algorithm, "seed": seed,
                                         "checkpoint": os.path.relpath(path, folder)}))
+    for name, spec in (models or {}).items():
+        from echelon.models import policy_from_spec
+
+        log(f"  {name} on the test paths ...")
+        results.append(evaluate_policy(run.chain, name, Kind.MODEL, policy_from_spec(spec, run.chain),
+                                       paths, {"spec": spec}))
     if "oracle" in run.evaluate.baselines:
         log("  perfect-information bound on the test paths ...")
         results.append(evaluate_bound(run.chain, paths))
@@ -462,7 +583,7 @@ def reproduce(
     started = time.perf_counter()
     variants = agent_variants(run)
     jobs = [(v, seed) for v in variants for seed in run.train.seeds]
-    stages = 6
+    stages = 7
 
     def header(index: int, name: str, detail: str = "") -> float:
         log(f"[{index}/{stages}] {name}{': ' + detail if detail else ''} "
@@ -546,21 +667,37 @@ def reproduce(
     train_digest = _digest("agents", agent_digests)
     log(f"  ({time.perf_counter() - t:.1f} s)")
 
-    # 5. evaluate
-    eval_digest = _digest("evaluate", search_digest, tune_digest, train_digest, run.evaluate,
-                          run.chain, run.seed)
-    t = header(5, "evaluate", f"every policy on {run.evaluate.episodes} held-out paths")
+    # 5. the model-based route
+    model_digest = _digest("model", collect_digest, run.model, run.evaluate.episodes)
+    t = header(5, "model-based route", f"fit {run.model.law} demand to the logs, plan in the model"
+               if run.model.enabled else "disabled")
+    models: dict[str, Any] = {}
+    if run.model.enabled:
+        if folder.done("model", model_digest, "model.json"):
+            model = json.loads((folder.path / "model.json").read_text())
+            log("  done earlier, skipped")
+        else:
+            model = model_stage(run, data, search, progress=progress, log=log)
+            write_json(folder.path / "model.json", model)
+            folder.mark("model", model_digest)
+            log(f"  ({time.perf_counter() - t:.1f} s)")
+        models = model["policies"]
+
+    # 6. evaluate
+    eval_digest = _digest("evaluate", search_digest, tune_digest, train_digest, model_digest,
+                          run.evaluate, run.chain, run.seed)
+    t = header(6, "evaluate", f"every policy on {run.evaluate.episodes} held-out paths")
     if folder.done("evaluate", eval_digest, "eval.json"):
         evaluation = json.loads((folder.path / "eval.json").read_text())
         log("  done earlier, skipped")
     else:
-        evaluation = evaluate_stage(run, folder.path, search, baselines, agents, log=log)
+        evaluation = evaluate_stage(run, folder.path, search, baselines, agents, models=models, log=log)
         write_json(folder.path / "eval.json", evaluation)
         folder.mark("evaluate", eval_digest)
         log(f"  {len(evaluation['policies'])} policies ({time.perf_counter() - t:.1f} s)")
 
-    # 6. figures and report (cheap: always redone)
-    header(6, "figures and report")
+    # 7. figures and report (cheap: always redone)
+    header(7, "figures and report")
     from echelon.agents.trainer import AgentPolicy
     from echelon.evaluation.report import write_report
     from echelon.sim.rollout import rollout
@@ -573,7 +710,10 @@ def reproduce(
                     behaviours_from_search(run, search)[0].policy(run.chain))
         on_hand = [rollout(run.chain, p, path, record=True).trajectory["on_hand"][0] for p in policies]
         inventory = (on_hand[0], on_hand[1], (f"iql seed {iql[0][2]}", "best expert"), path[0])
-    report = write_report(run, folder.path, evaluation, search, baselines, agents, inventory)
+    model_summary = (json.loads((folder.path / "model.json").read_text())
+                     if run.model.enabled else None)
+    report = write_report(run, folder.path, evaluation, search, baselines, agents, inventory,
+                          model_summary)
     log(f"done in {_minutes(time.perf_counter() - started)}: {report}")
     return report
 

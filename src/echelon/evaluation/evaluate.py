@@ -8,13 +8,13 @@ measured the same way as every policy's.
 
 from __future__ import annotations
 
-import enum
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from echelon.evaluation.figures import PolicyKind
 from echelon.policies.base import Policy
 from echelon.policies.lp import perfect_information_plan
 from echelon.sim.config import ChainConfig
@@ -22,14 +22,7 @@ from echelon.sim.core import ChainState
 from echelon.sim.rollout import rollout
 
 
-class Kind(enum.Enum):
-    """The role of a policy in a comparison (it sets its colour in the figures)."""
-
-    AGENT = "agent"
-    BEST_EXPERT = "best expert"
-    EXPERT = "expert"
-    BASELINE = "baseline"
-    BOUND = "bound"
+Kind = PolicyKind  # the role of a policy in a comparison (it sets its colour in the figures)
 
 
 @dataclass(frozen=True)

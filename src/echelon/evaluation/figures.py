@@ -39,6 +39,7 @@ class PolicyKind(StrEnum):
     BEST_EXPERT = "best expert"
     EXPERT = "expert"
     BASELINE = "baseline"
+    MODEL = "model-based"
     BOUND = "bound"
 
 
@@ -47,6 +48,7 @@ KIND_COLOURS = {
     PolicyKind.BEST_EXPERT: "steelblue",
     PolicyKind.EXPERT: "gray",
     PolicyKind.BASELINE: "darkorange",
+    PolicyKind.MODEL: "seagreen",
     PolicyKind.BOUND: "black",
 }
 
@@ -185,7 +187,7 @@ def policy_comparison(entries: Sequence[Mapping[str, object]]) -> tuple[Figure, 
     ax.set_yticks(range(len(entries)), [str(entry["label"]) for entry in entries])
     ax.invert_yaxis()  # first entry on top
     ax.set_xlabel(PROFIT_LABEL)
-    ax.set_title("Mean episode profit on common test paths (error bars: 95% interval)")
+    ax.set_title("Mean episode profit on common test paths\n(error bars: 95% interval)")
     ax.grid(axis="x", alpha=0.3)
     handles = [Line2D([], [], marker="o", linestyle="none", color=KIND_COLOURS[kind],
                       label=kind.value) for kind in PolicyKind if kind in kinds]
