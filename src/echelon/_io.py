@@ -25,11 +25,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
+        set_default_mode(tmp)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def set_default_mode(path: str | os.PathLike) -> None:
+    """Gives a temporary file the permissions a plain ``open(path, "w")`` would (0666 minus the
+    umask), instead of mkstemp's private 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from echelon.data.dataset import OfflineDataset
+from echelon.data.dataset import OfflineDataset, from_trajectory
 from echelon.policies.base_stock import RequestMode
 from echelon.policies.mixture import Mixture
 from echelon.policies.noise import GaussianNoise
@@ -103,30 +103,10 @@ def collect(
         policy = GaussianNoise(policy, settings.noise_std, np.random.default_rng(noise_seed))
     trajectory = rollout(config, policy, demand, record=True).trajectory
 
-    def flat(name: str) -> np.ndarray:
-        array = trajectory[name]
-        return np.ascontiguousarray(array.reshape(episodes * periods, *array.shape[2:]))
-
-    obs = trajectory["observation"]
-    period = np.tile(np.arange(periods, dtype=np.int64), episodes)
-    return OfflineDataset(
-        chain=config,
-        observations=np.ascontiguousarray(obs[:, :-1].reshape(episodes * periods, -1)),
-        actions=flat("action"),
-        rewards=flat("reward"),
-        next_observations=np.ascontiguousarray(obs[:, 1:].reshape(episodes * periods, -1)),
-        terminations=period == periods - 1,
-        truncations=np.zeros(episodes * periods, dtype=bool),
-        episode_ids=np.repeat(np.arange(episodes, dtype=np.int64), periods),
-        periods=period,
-        behaviour_ids=np.repeat(assignment.astype(np.int64), periods),
-        log={
-            "sales": flat("sales"),
-            "on_hand": flat("on_hand"),
-            "shipped": flat("shipped"),
-            "unfulfilled": flat("unfulfilled"),
-            "demand": flat("demand"),
-        },
+    return from_trajectory(
+        config,
+        trajectory,
+        assignment,
         behaviour_policies=[b.to_dict(settings.noise_std) for b in behaviours],
         seeds={"collect_entropy": str(seed.entropy), "collect_spawn_key": list(seed.spawn_key),
                **(seeds_info or {})},

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from echelon._io import set_default_mode
 from echelon.sim.config import ChainConfig
 
 SCHEMA_VERSION = 1
@@ -134,6 +135,48 @@ class OfflineDataset:
             seeds=self.seeds,
             source={**self.source, "selected_episodes": len(keep)},
         )
+
+
+def from_trajectory(
+    chain: ChainConfig,
+    trajectory: dict[str, np.ndarray],
+    behaviour_ids: np.ndarray,
+    *,
+    behaviour_policies: list[dict[str, Any]],
+    seeds: dict[str, Any],
+    source: dict[str, Any],
+) -> OfflineDataset:
+    """The dataset of recorded episodes (``rollout(..., record=True).trajectory``).
+
+    Args:
+        chain: The chain the episodes were played in.
+        trajectory: Arrays (E, T, ...) per field, and ``observation`` (E, T+1, D).
+        behaviour_ids: (E,) the behaviour policy of each episode (-1: unknown).
+        behaviour_policies: Their descriptions; ``seeds`` and ``source`` as in the schema.
+    """
+    obs = trajectory["observation"]
+    episodes, periods = obs.shape[0], obs.shape[1] - 1
+
+    def flat(array: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(array.reshape(episodes * periods, *array.shape[2:]))
+
+    period = np.tile(np.arange(periods, dtype=np.int64), episodes)
+    return OfflineDataset(
+        chain=chain,
+        observations=flat(obs[:, :-1]),
+        actions=flat(trajectory["action"]),
+        rewards=flat(trajectory["reward"]),
+        next_observations=flat(obs[:, 1:]),
+        terminations=period == periods - 1,
+        truncations=np.zeros(episodes * periods, dtype=bool),
+        episode_ids=np.repeat(np.arange(episodes, dtype=np.int64), periods),
+        periods=period,
+        behaviour_ids=np.repeat(np.asarray(behaviour_ids, dtype=np.int64), periods),
+        log={name: flat(trajectory[name]) for name in _LOG_FIELDS},
+        behaviour_policies=behaviour_policies,
+        seeds=seeds,
+        source=source,
+    )
 
 
 def validate(data: OfflineDataset) -> None:
@@ -247,6 +290,7 @@ def save(data: OfflineDataset, path: str | os.PathLike) -> Path:
             for name in _LOG_FIELDS:
                 log.create_dataset(name, data=data.log[name], track_times=False,
                                    compression="gzip", compression_opts=4, shuffle=True)
+        set_default_mode(tmp)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

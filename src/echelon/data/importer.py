@@ -27,15 +27,16 @@ relative) given the chain's initial inventory and the episode's earlier rows.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from echelon.data.dataset import DatasetError, OfflineDataset
+from echelon._io import atomic_write_text
+from echelon.data.dataset import DatasetError, OfflineDataset, from_trajectory
 from echelon.sim.config import ChainConfig
 from echelon.sim.core import ChainState
 from echelon.sim.rollout import rollout
@@ -258,29 +259,10 @@ def import_log(path: str | os.PathLike, chain: ChainConfig) -> OfflineDataset:
             "episode's earlier rows)"
         )
 
-    def flat(name: str) -> np.ndarray:
-        array = trajectory[name]
-        return np.ascontiguousarray(array.reshape(episodes * periods, *array.shape[2:]))
-
-    period = np.tile(np.arange(periods, dtype=np.int64), episodes)
-    return OfflineDataset(
-        chain=chain,
-        observations=np.ascontiguousarray(obs[:, :-1].reshape(episodes * periods, -1)),
-        actions=flat("action"),
-        rewards=flat("reward"),
-        next_observations=np.ascontiguousarray(obs[:, 1:].reshape(episodes * periods, -1)),
-        terminations=period == periods - 1,
-        truncations=np.zeros(episodes * periods, dtype=bool),
-        episode_ids=np.repeat(np.arange(episodes, dtype=np.int64), periods),
-        periods=period,
-        behaviour_ids=np.full(episodes * periods, -1, dtype=np.int64),
-        log={
-            "sales": flat("sales"),
-            "on_hand": flat("on_hand"),
-            "shipped": flat("shipped"),
-            "unfulfilled": flat("unfulfilled"),
-            "demand": demand.reshape(-1),
-        },
+    return from_trajectory(
+        chain,
+        trajectory,
+        np.full(episodes, -1),
         behaviour_policies=[],
         seeds={},
         source={"kind": "imported", "file": path.name, "episodes": episodes},
@@ -333,24 +315,16 @@ def export_log(data: OfflineDataset, path: str | os.PathLike) -> Path:
             f"{periods}; the log format holds whole episodes only"
         )
 
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as file:
-            writer = csv.writer(file, lineterminator="\n")
-            writer.writerow(log_columns(stages))
-            on_hand = data.observations[:, :stages]
-            for row in range(len(data)):
-                writer.writerow([
-                    str(data.episode_ids[row]),
-                    str(data.periods[row]),
-                    *(_number(float(v)) for v in on_hand[row]),
-                    *(_number(float(v)) for v in data.actions[row]),
-                    _number(float(demand[row])),
-                ])
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    text = io.StringIO(newline="")
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(log_columns(stages))
+    on_hand = data.observations[:, :stages]
+    for row in range(len(data)):
+        writer.writerow([
+            str(data.episode_ids[row]),
+            str(data.periods[row]),
+            *(_number(float(v)) for v in on_hand[row]),
+            *(_number(float(v)) for v in data.actions[row]),
+            _number(float(demand[row])),
+        ])
+    return atomic_write_text(path, text.getvalue())

@@ -88,13 +88,16 @@ class EchelonBaseStock:
         self.levels = stage_parameter("levels", levels, config.stages)
         self.mode = RequestMode(mode)
 
+    def position(self, state: ChainState) -> np.ndarray:
+        """(N, S) the inventory position the levels are compared with."""
+        return echelon_inventory_position(self.config, state)
+
     def act(self, obs: np.ndarray | None, state: ChainState) -> np.ndarray:
         check_rows("levels", self.levels, state.episodes)
-        shortfall = self.levels - echelon_inventory_position(self.config, state)
-        return _request(self.config, state, shortfall, self.mode)
+        return _request(self.config, state, self.levels - self.position(state), self.mode)
 
 
-class LocalBaseStock:
+class LocalBaseStock(EchelonBaseStock):
     """Order up to ``z_i`` of the stage's own (installation) inventory position.
 
     Stage i requests ``z_i`` minus its installation position: on-hand plus in-transit, and in
@@ -107,21 +110,11 @@ class LocalBaseStock:
         mode: ``RequestMode.CLIP`` (default) or ``RequestMode.RAW``.
     """
 
-    reads_observation = False
-
-    def __init__(
-        self, config: ChainConfig, levels: np.ndarray, mode: RequestMode = RequestMode.CLIP
-    ) -> None:
-        self.config = config
-        self.levels = stage_parameter("levels", levels, config.stages)
-        self.mode = RequestMode(mode)
-
-    def act(self, obs: np.ndarray | None, state: ChainState) -> np.ndarray:
-        check_rows("levels", self.levels, state.episodes)
+    def position(self, state: ChainState) -> np.ndarray:
         position = state.on_hand + state.pipeline
         if self.config.backlog:  # net of what it owes downstream, plus what it is still owed
             position = position - state.backlog[:, :-1] + state.backlog[:, 1:]
-        return _request(self.config, state, self.levels - position, self.mode)
+        return position
 
 
 class TimeAwareBaseStock:
