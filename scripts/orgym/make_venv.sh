@@ -5,7 +5,7 @@
 #
 # Usage:
 #   bash scripts/orgym/make_venv.sh            # venv at <repo>/.orgym-venv
-#   ORGYM_VENV=/tmp/v bash scripts/orgym/make_venv.sh
+#   ORGYM_VENV=../orgym-venv bash scripts/orgym/make_venv.sh
 #   PYTHON=python3.11 bash scripts/orgym/make_venv.sh
 #
 # Why these pins:
