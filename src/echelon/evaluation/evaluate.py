@@ -40,15 +40,16 @@ class PolicyResult:
     mean_on_hand: np.ndarray
     """(N, S) average end-of-period on-hand per stage."""
     seconds: float
+    """Wall time of the evaluation (not saved)."""
     params: dict[str, Any] = field(default_factory=dict)
     """What defines the policy (levels, checkpoint, algorithm, seed...)."""
 
     def to_dict(self) -> dict[str, Any]:
+        """The results as JSON; the timing is left out, so equal inputs give equal files."""
         return {
             "name": self.name,
             "kind": self.kind.value,
             "params": self.params,
-            "seconds": self.seconds,
             "profit": self.profit.tolist(),
             "undiscounted_profit": self.undiscounted_profit.tolist(),
             "service_level": self.service_level.tolist(),
@@ -64,7 +65,7 @@ class PolicyResult:
             undiscounted_profit=np.asarray(data["undiscounted_profit"], dtype=np.float64),
             service_level=np.asarray(data["service_level"], dtype=np.float64),
             mean_on_hand=np.asarray(data["mean_on_hand"], dtype=np.float64),
-            seconds=float(data["seconds"]),
+            seconds=float(data.get("seconds", float("nan"))),
             params=dict(data.get("params", {})),
         )
 
