@@ -80,7 +80,7 @@ def main() -> int:
         return 0
     print(f"InvManagement-v1, {args.test_episodes} held-out paths (seed {args.seed}); peer: the "
           "perfect-information bound")
-    print(f"| policy | parameters | mean | std | 95% CI | share of bound |\n|---|---|---:|---:|---|---:|")
+    print("| policy | parameters | mean | std | 95% CI | share of bound |\n|---|---|---:|---:|---|---:|")
     for r in table:
         print(f"| {r['policy']} | {r['params']} | {r['mean']:.2f} | {r['std']:.2f} | "
               f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}] | {100 * r['share_of_bound']:.1f}% |")

@@ -42,7 +42,6 @@ from echelon.presets import read_preset
 from echelon.sim.config import ChainConfig
 from echelon.sim.demand import child_seeds, run_streams
 
-
 BASELINES = ("paper-best", "tuned", "time-aware", "slp", "oracle")
 
 

@@ -25,8 +25,8 @@ from torch import nn
 from echelon.agents.common import (
     Batch,
     CriticEnsemble,
-    constant_factor,
     actor_factor,
+    constant_factor,
     init_parameters,
     mlp,
     scalars,

@@ -59,9 +59,9 @@ class MinariNotInstalledError(ImportError):
 
 def _import_minari():
     try:
-        import minari
         # Minari's HDF5 storage imports these two, but minari itself does not require them.
         import h5py  # noqa: F401
+        import minari
         import PIL  # noqa: F401
     except ImportError as error:
         raise MinariNotInstalledError(

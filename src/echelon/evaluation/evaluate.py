@@ -21,7 +21,6 @@ from echelon.sim.config import ChainConfig
 from echelon.sim.core import ChainState
 from echelon.sim.rollout import rollout
 
-
 Kind = PolicyKind  # the role of a policy in a comparison (it sets its colour in the figures)
 
 

@@ -111,7 +111,7 @@ def write_report(run, folder: Path, evaluation: dict[str, Any], search, baseline
         paper_protocol = (gain, welch.p_value)
         lines.append(f"| IQL (seed {first.params['seed']}) | {PAPER['iql_mean']} | {PAPER['iql_std']} | "
                      f"{_fmt(ours_iql.mean())} | {_fmt(ours_iql.std(ddof=1))} |")
-        lines += ["", f"| | paper | ours |", "|---|---:|---:|",
+        lines += ["", "| | paper | ours |", "|---|---:|---:|",
                   f"| improvement of IQL over the best expert | +{PAPER['improvement']}% | {gain:+.2f}% |",
                   f"| Welch t-test p-value | {PAPER['p_value']:.2e} | {_p(welch.p_value)} |"]
     else:
