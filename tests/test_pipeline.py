@@ -217,3 +217,19 @@ def test_stages_run_on_their_own_streams():
                                            "search.top_k=2"])
     other = pipeline.collect_stage(other_run, pipeline.search_stage(other_run))
     assert not np.array_equal(other.log["demand"], data.log["demand"])
+
+
+def test_collect_weights_set_the_mixture():
+    run = pipeline.resolve("quick", ["collect.episodes=400", "collect.weights=[8, 1, 1, 1, 1]"])
+    data = pipeline.collect_stage(run, pipeline.search_stage(run))
+    share = np.mean(data.episode_behaviour() == 0)
+    assert 0.55 < share < 0.80  # 8/12 = 0.67 expected
+    assert [p["weight"] for p in data.behaviour_policies] == [8.0, 1.0, 1.0, 1.0, 1.0]
+
+
+def test_collect_weights_need_one_per_behaviour():
+    run = pipeline.resolve("quick", ["collect.weights=[1, 2]"])
+    with pytest.raises(ValueError, match="collect.weights has 2 weights"):
+        pipeline.behaviours_from_search(run, pipeline.search_stage(run))
+    with pytest.raises(ValueError, match="collect.weights must all be > 0"):
+        pipeline.resolve("quick", ["collect.weights=[1, 0, 1, 1, 1]"])

@@ -263,11 +263,20 @@ def search_stage(run: RunConfig, *, progress: bool = False) -> SearchResult:
 
 
 def behaviours_from_search(run: RunConfig, result: SearchResult) -> list[Behaviour]:
-    """The behaviour mixture of the paper's recipe: the search's top settings, equal weights."""
+    """The behaviour mixture: the search's top settings, with ``collect.weights`` (the paper's
+    recipe: equal weights).
+
+    Raises:
+        ValueError: If ``collect.weights`` does not have one weight per top setting.
+    """
     prefix = f"{run.search.space.value}-{result.family.value}"
+    weights = run.collect.weights or (1.0,) * len(result.ranked)
+    if len(weights) != len(result.ranked):
+        raise ValueError(f"collect.weights has {len(weights)} weights for the search's "
+                         f"{len(result.ranked)} best settings (search.top_k)")
     return [
-        Behaviour(f"{prefix}-{rank}", result.family, candidate.params, result.mode)
-        for rank, candidate in enumerate(result.ranked, 1)
+        Behaviour(f"{prefix}-{rank}", result.family, candidate.params, result.mode, weight)
+        for rank, (candidate, weight) in enumerate(zip(result.ranked, weights), 1)
     ]
 
 

@@ -57,8 +57,13 @@ class CollectConfig:
     """Episodes to log (each T transitions), >= 1."""
     noise_std: float = 0.0
     """Std of Gaussian noise added to every behaviour order, in units, >= 0."""
+    weights: tuple[float, ...] = ()
+    """Relative weights of the search's top settings as behaviours (empty: equal weights)."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+        if any(not np.isfinite(w) or w <= 0 for w in self.weights):
+            raise ValueError(f"collect.weights must all be > 0, got {list(self.weights)}")
         if isinstance(self.episodes, bool) or not isinstance(self.episodes, int) or self.episodes < 1:
             raise ValueError(f"collect.episodes must be an integer >= 1, got {self.episodes!r}")
         if not np.isfinite(self.noise_std) or self.noise_std < 0:

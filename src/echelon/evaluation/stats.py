@@ -74,7 +74,7 @@ def summarize(scores: np.ndarray, confidence: float = 0.95) -> Summary:
     if n == 1:  # no spread can be estimated from one score
         return Summary(mean, math.nan, math.nan, math.nan, math.nan, 1, confidence)
     std = float(values.std(ddof=1))
-    se = std / np.sqrt(n)
+    se = std / math.sqrt(n)
     half = float(stats.t.ppf(0.5 + confidence / 2.0, df=n - 1)) * se
     return Summary(mean, std, float(se), mean - half, mean + half, n, confidence)
 
