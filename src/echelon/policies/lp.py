@@ -109,6 +109,54 @@ def _quiet_highs() -> highspy._Highs:
     return highs
 
 
+def _fill_row_bounds(
+    lp: _PlanningLP,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    on_hand: np.ndarray,
+    arrivals: np.ndarray,
+    backlog: float,
+    demand: np.ndarray,
+) -> None:
+    """Writes one state's data into the row bounds of K copies of ``lp``'s rows, in place.
+
+    Args:
+        lp: The single-scenario LP whose row layout the copies share.
+        lower, upper: (K, rows) views of the row bounds.
+        on_hand: (S,) on-hand at the start of the first period.
+        arrivals: (H, S) units in transit by arrival period.
+        backlog: Carried customer demand (v0).
+        demand: (K, H) demand of each copy (v0 only: in v1 it bounds the sales columns).
+    """
+    stages, eq_rows = lp.stages, lp.eq_rows
+    n_x = lp.horizon * stages
+    upper[:, :n_x] = arrivals.ravel()
+    upper[:, :stages] += on_hand
+    upper[:, eq_rows : eq_rows + stages - 1] = on_hand[1:]
+    lower[:, :eq_rows] = upper[:, :eq_rows]
+    if lp.backlog:
+        upper[:, n_x:eq_rows] = demand
+        upper[:, n_x] += backlog
+        lower[:, n_x:eq_rows] = upper[:, n_x:eq_rows]
+
+
+def _optimise(highs, rows: int, all_rows: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+              basis) -> float:
+    """Sets the row bounds, starts from ``basis`` (if any), solves, and returns the optimum.
+
+    Raises:
+        LPSolveError: If HiGHS does not report an optimum; the message carries its status.
+    """
+    highs.changeRowsBounds(rows, all_rows, lower, upper)
+    if basis is not None:
+        highs.setBasis(basis)
+    highs.run()
+    status = highs.getModelStatus()
+    if status != highspy.HighsModelStatus.kOptimal:
+        raise LPSolveError(f"HiGHS model status {highs.modelStatusToString(status)!r}")
+    return highs.getInfo().objective_function_value
+
+
 class _PlanningLP:
     """The LP of the module docstring over ``horizon`` periods, built once in a HiGHS instance.
 
@@ -227,31 +275,18 @@ class _PlanningLP:
         Raises:
             LPSolveError: If HiGHS does not report an optimum; the message carries its status.
         """
-        stages, n_x, highs = self.stages, self.horizon * self.stages, self.highs
-        rhs = self.row_upper
-        rhs[:n_x] = arrivals.ravel()
-        rhs[:stages] += on_hand
-        rhs[self.eq_rows : self.eq_rows + stages - 1] = on_hand[1:]
-        self.row_lower[: self.eq_rows] = rhs[: self.eq_rows]
-        if self.backlog:
-            rhs[n_x : self.eq_rows] = demand
-            rhs[n_x] += backlog
-            self.row_lower[n_x : self.eq_rows] = rhs[n_x : self.eq_rows]
-            constant = 0.0
-        else:
-            highs.changeColsBounds(
+        demand = np.asarray(demand, dtype=np.float64)
+        _fill_row_bounds(self, self.row_lower[None], self.row_upper[None], on_hand, arrivals,
+                         backlog, demand[None])
+        constant = 0.0
+        if not self.backlog:
+            self.highs.changeColsBounds(
                 self.horizon, self.sales_columns, np.zeros(self.horizon), demand
             )
             constant = -self.config.unfulfilled_penalty[0] * float(self.discount @ demand)
-        highs.changeRowsBounds(self.rows, self.all_rows, self.row_lower, rhs)
-        if self.basis is not None:
-            highs.setBasis(self.basis)
-        highs.run()
-        status = highs.getModelStatus()
-        if status != highspy.HighsModelStatus.kOptimal:
-            raise LPSolveError(f"HiGHS model status {highs.modelStatusToString(status)!r}")
-        value = highs.getInfo().objective_function_value
-        return constant + value, np.asarray(highs.getSolution().col_value)
+        value = _optimise(self.highs, self.rows, self.all_rows, self.row_lower, self.row_upper,
+                          self.basis)
+        return constant + value, np.asarray(self.highs.getSolution().col_value)
 
     def orders(self, solution: np.ndarray) -> np.ndarray:
         """(H, S) shipments of a solution vector."""
@@ -541,38 +576,23 @@ class ScenarioLP:
         Raises:
             LPSolveError: If HiGHS does not report an optimum; the message carries its status.
         """
-        base, stages, highs = self.base, self.stages, self.highs
+        base, highs = self.base, self.highs
         demand = np.asarray(demand, dtype=np.float64)
         if demand.shape != (self.scenarios, self.horizon):
             raise ValueError(
                 f"demand must be shaped (K, H) = ({self.scenarios}, {self.horizon}), "
                 f"got {demand.shape}"
             )
-        n_x, eq_rows = self.horizon * stages, base.eq_rows
-        upper = self.row_upper.reshape(self.scenarios, base.rows)
-        lower = self.row_lower.reshape(self.scenarios, base.rows)
-        upper[:, :n_x] = arrivals.ravel()
-        upper[:, :stages] += on_hand
-        upper[:, eq_rows : eq_rows + stages - 1] = on_hand[1:]
-        lower[:, :eq_rows] = upper[:, :eq_rows]
-        if self.config.backlog:
-            upper[:, n_x:eq_rows] = demand
-            upper[:, n_x] += backlog
-            lower[:, n_x:eq_rows] = upper[:, n_x:eq_rows]
-            constant = 0.0
-        else:
+        _fill_row_bounds(base, self.row_lower.reshape(self.scenarios, base.rows),
+                         self.row_upper.reshape(self.scenarios, base.rows), on_hand, arrivals,
+                         backlog, demand)
+        constant = 0.0
+        if not self.config.backlog:
             highs.changeColsBounds(
                 len(self.sales_columns), self.sales_columns,
                 np.zeros(len(self.sales_columns)), demand.ravel(),
             )
             penalty = self.config.unfulfilled_penalty[0]
             constant = -penalty * float(np.mean(demand @ base.discount))
-        highs.changeRowsBounds(self.rows, self.all_rows, self.row_lower, self.row_upper)
-        if self.basis is not None:
-            highs.setBasis(self.basis)
-        highs.run()
-        status = highs.getModelStatus()
-        if status != highspy.HighsModelStatus.kOptimal:
-            raise LPSolveError(f"HiGHS model status {highs.modelStatusToString(status)!r}")
-        value = highs.getInfo().objective_function_value
-        return constant + value, np.asarray(highs.getSolution().col_value)[:stages]
+        value = _optimise(highs, self.rows, self.all_rows, self.row_lower, self.row_upper, self.basis)
+        return constant + value, np.asarray(highs.getSolution().col_value)[: self.stages]
