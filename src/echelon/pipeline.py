@@ -411,6 +411,34 @@ class RunFolder:
         self.stages[stage] = digest
         write_json(self._file, self.stages)
 
+    def cached(self, stage: str, digest: str, output: str, compute, write, read, log=print):
+        """The stage's result: read from ``output`` if it ran with these inputs, else computed,
+        written and marked done.
+
+        Args:
+            stage: The stage's name in ``stages.json``.
+            digest: The hash of its inputs.
+            output: Its output file, relative to the run folder.
+            compute: ``() -> result``.
+            write: ``(path, result) -> None``.
+            read: ``(path) -> result``.
+            log: Where progress lines go.
+        """
+        path = self.path / output
+        if self.done(stage, digest, output):
+            log("  done earlier, skipped")
+            return read(path)
+        start = time.perf_counter()
+        result = compute()
+        write(path, result)
+        self.mark(stage, digest)
+        log(f"  ({time.perf_counter() - start:.1f} s)")
+        return result
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
 
 # --- reproduce --------------------------------------------------------------------------------
 
@@ -593,52 +621,46 @@ def reproduce(
     jobs = [(v, seed) for v in variants for seed in run.train.seeds]
     stages = 7
 
-    def header(index: int, name: str, detail: str = "") -> float:
+    def header(index: int, name: str, detail: str = "") -> None:
         log(f"[{index}/{stages}] {name}{': ' + detail if detail else ''} "
             f"(run time so far {_minutes(time.perf_counter() - started)})")
-        return time.perf_counter()
 
     # 1. search
     search_digest = _digest("search", run.chain, run.search, run.seed)
-    t = header(1, "search", f"{run.search.space.value} {run.search.family.value} "
-               f"({run.search.mode.value}) on {run.search.episodes} paths")
-    if folder.done("search", search_digest, "search.json"):
-        search = SearchResult.from_dict(json.loads((folder.path / "search.json").read_text()))
-        log("  done earlier, skipped")
-    else:
-        search = search_stage(run, progress=progress)
-        write_json(folder.path / "search.json", search.to_dict())
-        folder.mark("search", search_digest)
-        log(f"  best {search.best.params} mean {search.best.mean:.2f} ({time.perf_counter() - t:.1f} s)")
+    header(1, "search", f"{run.search.space.value} {run.search.family.value} "
+           f"({run.search.mode.value}) on {run.search.episodes} paths")
+
+    def run_search_stage() -> SearchResult:
+        result = search_stage(run, progress=progress)
+        log(f"  best {result.best.params} mean {result.best.mean:.2f}")
+        return result
+
+    search = folder.cached("search", search_digest, "search.json", run_search_stage,
+                           lambda path, result: write_json(path, result.to_dict()),
+                           lambda path: SearchResult.from_dict(_read_json(path)), log)
 
     # 2. collect
     collect_digest = _digest("collect", search_digest, run.collect)
-    t = header(2, "collect", f"{run.collect.episodes} episodes of the top {len(search.ranked)}")
-    if folder.done("collect", collect_digest, "dataset.h5"):
-        data = load(folder.path / "dataset.h5")
-        log("  done earlier, skipped")
-    else:
-        data = collect_stage(run, search)
-        save(data, folder.path / "dataset.h5")
-        folder.mark("collect", collect_digest)
-        log(f"  {len(data):,} transitions ({time.perf_counter() - t:.1f} s)")
+    header(2, "collect", f"{run.collect.episodes} episodes of the top {len(search.ranked)}")
+    data = folder.cached("collect", collect_digest, "dataset.h5",
+                         lambda: collect_stage(run, search), lambda path, d: save(d, path), load, log)
 
     # 3. tune the strong baselines
     tune_digest = _digest("tune", run.chain, run.seed, run.evaluate.tuning_episodes,
                           sorted(set(run.evaluate.baselines) & {"tuned", "time-aware"}))
-    t = header(3, "tune baselines", f"wide searches on {run.evaluate.tuning_episodes} paths")
-    if folder.done("tune", tune_digest, "baselines.json"):
-        baselines = json.loads((folder.path / "baselines.json").read_text())
-        log("  done earlier, skipped")
-    else:
-        baselines = tune_baselines(run, progress=progress)
-        write_json(folder.path / "baselines.json", baselines)
-        folder.mark("tune", tune_digest)
-        tuned = ", ".join(f"{k} {v['rank_mean']:.2f}" for k, v in baselines.items())
-        log(f"  {tuned} ({time.perf_counter() - t:.1f} s)")
+    header(3, "tune baselines", f"wide searches on {run.evaluate.tuning_episodes} paths")
+
+    def run_tune_stage() -> dict[str, Any]:
+        tuned = tune_baselines(run, progress=progress)
+        log("  " + ", ".join(f"{k} {v['rank_mean']:.2f}" for k, v in tuned.items()))
+        return tuned
+
+    baselines = folder.cached("tune", tune_digest, "baselines.json", run_tune_stage, write_json,
+                              _read_json, log)
 
     # 4. train
-    t = header(4, "train", f"{len(jobs)} agents: {', '.join(v.name for v in variants)} x seeds "
+    train_started = time.perf_counter()
+    header(4, "train", f"{len(jobs)} agents: {', '.join(v.name for v in variants)} x seeds "
                f"{list(run.train.seeds)} ({run.train.preset} preset)")
     agents: list[tuple[str, str, int, Path]] = []
     agent_digests: list[str] = []
@@ -673,36 +695,32 @@ def reproduce(
                 rates[variant.algorithm] = result.steps / max(result.seconds, 1e-9)
         remaining.pop(0)
     train_digest = _digest("agents", agent_digests)
-    log(f"  ({time.perf_counter() - t:.1f} s)")
+    log(f"  ({time.perf_counter() - train_started:.1f} s)")
 
     # 5. the model-based route
     model_digest = _digest("model", collect_digest, run.model, run.evaluate.episodes)
-    t = header(5, "model-based route", f"fit {run.model.law} demand to the logs, plan in the model"
-               if run.model.enabled else "disabled")
+    header(5, "model-based route", f"fit {run.model.law} demand to the logs, plan in the model"
+           if run.model.enabled else "disabled")
     models: dict[str, Any] = {}
     if run.model.enabled:
-        if folder.done("model", model_digest, "model.json"):
-            model = json.loads((folder.path / "model.json").read_text())
-            log("  done earlier, skipped")
-        else:
-            model = model_stage(run, data, search, progress=progress, log=log)
-            write_json(folder.path / "model.json", model)
-            folder.mark("model", model_digest)
-            log(f"  ({time.perf_counter() - t:.1f} s)")
+        model = folder.cached("model", model_digest, "model.json",
+                              lambda: model_stage(run, data, search, progress=progress, log=log),
+                              write_json, _read_json, log)
         models = model["policies"]
 
     # 6. evaluate
     eval_digest = _digest("evaluate", search_digest, tune_digest, train_digest, model_digest,
                           run.evaluate, run.chain, run.seed)
-    t = header(6, "evaluate", f"every policy on {run.evaluate.episodes} held-out paths")
-    if folder.done("evaluate", eval_digest, "eval.json"):
-        evaluation = json.loads((folder.path / "eval.json").read_text())
-        log("  done earlier, skipped")
-    else:
-        evaluation = evaluate_stage(run, folder.path, search, baselines, agents, models=models, log=log)
-        write_json(folder.path / "eval.json", evaluation)
-        folder.mark("evaluate", eval_digest)
-        log(f"  {len(evaluation['policies'])} policies ({time.perf_counter() - t:.1f} s)")
+    header(6, "evaluate", f"every policy on {run.evaluate.episodes} held-out paths")
+
+    def run_evaluate_stage() -> dict[str, Any]:
+        evaluation = evaluate_stage(run, folder.path, search, baselines, agents, models=models,
+                                    log=log)
+        log(f"  {len(evaluation['policies'])} policies")
+        return evaluation
+
+    evaluation = folder.cached("evaluate", eval_digest, "eval.json", run_evaluate_stage,
+                               write_json, _read_json, log)
 
     # 7. figures and report (cheap: always redone)
     header(7, "figures and report")
@@ -718,10 +736,8 @@ def reproduce(
                     behaviours_from_search(run, search)[0].policy(run.chain))
         on_hand = [rollout(run.chain, p, path, record=True).trajectory["on_hand"][0] for p in policies]
         inventory = (on_hand[0], on_hand[1], (f"iql seed {iql[0][2]}", "best expert"), path[0])
-    model_summary = (json.loads((folder.path / "model.json").read_text())
-                     if run.model.enabled else None)
     report = write_report(run, folder.path, evaluation, search, baselines, agents, inventory,
-                          model_summary)
+                          model if run.model.enabled else None)
     log(f"done in {_minutes(time.perf_counter() - started)}: {report}")
     return report
 
