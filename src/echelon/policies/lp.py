@@ -109,6 +109,23 @@ def _quiet_highs() -> highspy._Highs:
     return highs
 
 
+def _install(owner, lp, sales_columns: np.ndarray, mean_demand: np.ndarray) -> None:
+    """Passes ``lp`` to a silent HiGHS instance on ``owner`` and stores its warm-start basis.
+
+    The basis is the optimum of the chain's reset state facing mean demand; every later solve
+    starts from it, so a solution depends only on its own data, not on the order of solves.
+    """
+    owner.highs = _quiet_highs()
+    owner.highs.passModel(lp)
+    owner.all_rows = np.arange(owner.rows, dtype=np.int32)
+    owner.sales_columns = sales_columns
+    owner.basis = None
+    config = owner.config
+    owner.solve(np.asarray(config.initial_inventory),
+                np.zeros((owner.horizon, config.stages)), 0.0, mean_demand)
+    owner.basis = owner.highs.getBasis()
+
+
 def _fill_row_bounds(
     lp: _PlanningLP,
     lower: np.ndarray,
@@ -248,14 +265,8 @@ class _PlanningLP:
         lp.a_matrix_.start_ = matrix.indptr
         lp.a_matrix_.index_ = matrix.indices
         lp.a_matrix_.value_ = matrix.data
-        self.highs = _quiet_highs()
-        self.highs.passModel(lp)
-        self.all_rows = np.arange(self.rows, dtype=np.int32)
-        self.sales_columns = np.arange(self.s0, self.i0, dtype=np.int32)
-        self.basis = None
-        mean = np.full(periods, config.demand.mean)
-        self.solve(np.asarray(config.initial_inventory), np.zeros((periods, stages)), 0.0, mean)
-        self.basis = self.highs.getBasis()
+        _install(self, lp, np.arange(self.s0, self.i0, dtype=np.int32),
+                 np.full(periods, config.demand.mean))
 
     def solve(
         self, on_hand: np.ndarray, arrivals: np.ndarray, backlog: float, demand: np.ndarray
@@ -546,17 +557,11 @@ class ScenarioLP:
         lp.a_matrix_.start_ = joint.indptr
         lp.a_matrix_.index_ = joint.indices
         lp.a_matrix_.value_ = joint.data
-        self.highs = _quiet_highs()
-        self.highs.passModel(lp)
-        self.all_rows = np.arange(self.rows, dtype=np.int32)
         # Scenario k's sales columns (v1: bounded above by its demand).
-        self.sales_columns = np.concatenate(
+        sales_columns = np.concatenate(
             [np.arange(base.s0, base.i0) + k * self.block for k in range(count)]
         ).astype(np.int32)
-        self.basis = None
-        mean = np.full((count, horizon), config.demand.mean)
-        self.solve(np.asarray(config.initial_inventory), np.zeros((horizon, stages)), 0.0, mean)
-        self.basis = self.highs.getBasis()
+        _install(self, lp, sales_columns, np.full((count, horizon), config.demand.mean))
 
     def solve(
         self, on_hand: np.ndarray, arrivals: np.ndarray, backlog: float, demand: np.ndarray
