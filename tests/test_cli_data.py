@@ -82,7 +82,7 @@ def test_collect_with_a_bad_override_is_an_error(tmp_path, capsys):
                      "--out", str(tmp_path / "d.h5"), "--json"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert "echelon collect: error:" in captured.err and "bogus" in captured.err
+    assert "echelon: error:" in captured.err and "bogus" in captured.err
     assert not any(tmp_path.iterdir())
 
 
@@ -149,7 +149,7 @@ def test_inspect_of_a_corrupt_file_exits_2_naming_the_file(tmp_path, capsys, con
     assert cli.main(["dataset", "inspect", str(path), "--json"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.startswith(f"echelon dataset: error: {path}: not a readable HDF5 file")
+    assert captured.err.startswith(f"echelon: error: {path}: not a readable HDF5 file")
 
 
 def test_inspect_of_a_truncated_or_missing_file_exits_2(tmp_path, capsys):
@@ -196,7 +196,7 @@ def test_import_with_a_chain_file(tmp_path, capsys):
     assert cli.main(["dataset", "import", str(csv), "--out", str(tmp_path / "x.h5")]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.startswith(f"echelon dataset: error: {csv}, line 1: missing column")
+    assert captured.err.startswith(f"echelon: error: {csv}, line 1: missing column")
     assert not (tmp_path / "x.h5").exists()
 
 

@@ -109,8 +109,8 @@ def test_override_values_are_toml():
      ("collect.bogus=1", r"unknown keys in \[collect\]: \['bogus'\]"),
      ("chain.bogus=1", "unknown chain parameter 'bogus'"),
      ("chain.L=[2,2]", "lead_time must have length 3"),
-     ("seed=-1", "seed must be an integer >= 0"),
-     ("seed.x=1", "override 'seed.x=1': seed is not a table"),
+     ("seed=-1", r"seed must be an integer in \[0, 2\*\*63\)"),
+     ("seed.x=1", "override 'seed.x=1': seed is a value"),
      ("search=1", r"search"),
      ("noequals", "override 'noequals' must look like section.field=value"),
      ("=3", "override '=3' must look like section.field=value")],
@@ -228,8 +228,21 @@ def test_collect_weights_set_the_mixture():
 
 
 def test_collect_weights_need_one_per_behaviour():
-    run = pipeline.resolve("quick", ["collect.weights=[1, 2]"])
-    with pytest.raises(ValueError, match="collect.weights has 2 weights"):
-        pipeline.behaviours_from_search(run, pipeline.search_stage(run))
+    with pytest.raises(ValueError, match="collect.weights has 2 weights"):  # before any search
+        pipeline.resolve("quick", ["collect.weights=[1, 2]"])
     with pytest.raises(ValueError, match="collect.weights must all be > 0"):
         pipeline.resolve("quick", ["collect.weights=[1, 0, 1, 1, 1]"])
+
+
+def test_one_demand_parameter_can_be_overridden():
+    from echelon.sim.demand import Geometric, Poisson
+
+    assert pipeline.resolve("quick", ["chain.demand.mu=25"]).chain.demand == Poisson(25.0)
+    chain = pipeline.resolve("quick", ['chain.demand={law = "geometric", p = 0.05}']).chain
+    assert chain.demand == Geometric(0.05)
+
+
+def test_a_preset_file_without_a_name_is_named_after_the_file(tmp_path):
+    preset = tmp_path / "my-run.toml"
+    preset.write_text("seed = 3\n")
+    assert pipeline.resolve(preset).name == "my-run"

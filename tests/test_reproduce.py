@@ -1,6 +1,7 @@
 """The whole pipeline on a tiny preset: every stage, the report's sections, resuming, determinism."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -124,8 +125,17 @@ def test_changing_an_input_reruns_its_stage_and_those_after(finished_run, tmp_pa
     copy = tmp_path / "changed"
     shutil.copytree(out, copy)
     changed = pipeline.resolve("quick", [*TINY, "evaluate.episodes=25"])
+    before = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    with pytest.raises(pipeline.RunFolderError, match=r"evaluate\.episodes: 30 there, 25 now"):
+        pipeline.reproduce(changed, copy, progress=False, log=lambda *a: None)
+    after = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    assert after == before  # refused before anything was written
     lines: list[str] = []
-    pipeline.reproduce(changed, copy, progress=False, log=lines.append)
+    pipeline.reproduce(changed, copy, progress=False, log=lines.append, force=True)
     assert _stages_skipped(lines) == 3  # search, collect and tune; the model's test paths changed
     assert _agents_skipped(lines) == len(run.train.seeds) * 3
     assert json.loads((copy / "eval.json").read_text())["test_paths"]["episodes"] == 25
+    aside = copy / "replaced" / "1"  # what the rerun replaced, byte for byte
+    for name in ("config.toml", "eval.json", "model.json", "report.md"):
+        assert (aside / name).read_bytes() == before[Path(name)]
+    assert (copy / "dataset.h5").read_bytes() == before[Path("dataset.h5")]

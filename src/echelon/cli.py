@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -11,10 +14,30 @@ from pathlib import Path
 
 import numpy as np
 
+from echelon._io import check_output
 from echelon.evaluation import rollout, summarize
 from echelon.policies import EchelonBaseStock, RequestMode
 from echelon.policies.search import Family, SearchConfig, run_search
 from echelon.sim import ChainConfig, run_streams
+
+
+def _dumps(data) -> str:
+    """JSON with NaN and infinities as null (``json.dumps`` would write invalid JSON)."""
+    def clean(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+    return json.dumps(clean(data), allow_nan=False)
+
+
+def _interval(low: float, high: float) -> str:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "95% CI n/a (one episode)"
+    return f"95% CI [{low:.2f}, {high:.2f}]"
 
 
 def _add_chain_options(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +56,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if len(args.z) != config.stages:
         raise ValueError(f"--z needs {config.stages} levels (one per stage), got {len(args.z)}")
     policy = EchelonBaseStock(config, np.array(args.z, dtype=np.float64), RequestMode(args.mode))
+    _check_episodes(config, args.episodes)
     rng = np.random.default_rng(run_streams(args.seed).test)
     demand = config.demand.sample(rng, args.episodes, config.periods)
     start = time.perf_counter()
@@ -51,18 +75,29 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         "seconds": seconds,
     }
     if args.json:
-        print(json.dumps(report))
+        print(_dumps(report))
     else:
         z = " ".join(f"{v:g}" for v in args.z)
         print(
             f"{args.policy} z=[{z}] ({args.mode}) on InvManagement-{args.env}, "
             f"{summary.n} episodes, seed {args.seed}\n"
-            f"  profit (discounted, OR-Gym reward): mean {summary.mean:.2f}  std {summary.std:.2f}"
-            f"  95% CI [{summary.ci_low:.2f}, {summary.ci_high:.2f}]\n"
+            f"  profit (discounted, OR-Gym reward): mean {summary.mean:.2f}"
+            f"{f'  std {summary.std:.2f}' if math.isfinite(summary.std) else ''}"
+            f"  {_interval(summary.ci_low, summary.ci_high)}\n"
             f"  undiscounted profit: mean {report['undiscounted_mean']:.2f}"
             f"  service level: {report['service_level']:.3f}  ({seconds:.2f} s)"
         )
     return 0
+
+
+def _check_episodes(config: ChainConfig, episodes: int) -> None:
+    """Refuses an ``--episodes`` whose paths and rollout would not fit in memory."""
+    from echelon._limits import check_memory
+    from echelon.sim.demand import demand_bytes
+    from echelon.sim.rollout import rollout_bytes
+
+    check_memory(f"{episodes:,} episodes", demand_bytes(episodes, config.periods)
+                 + rollout_bytes(config, episodes), reduce="--episodes")
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
@@ -75,7 +110,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     result = run_search(config, settings, run_streams(args.seed).search, progress=not args.json)
     seconds = time.perf_counter() - start
     if args.json:
-        print(json.dumps([c.to_dict() for c in result.ranked]))
+        print(_dumps([c.to_dict() for c in result.ranked]))
         return 0
     family, mode = settings.family, settings.mode
     where = ("the search paths (the paper's protocol)" if args.space == "paper"
@@ -106,6 +141,9 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         overrides.append(f"collect.noise_std={args.noise_std}")
     run = pipeline.resolve(args.preset, overrides)
     out = Path(args.out) if args.out else Path("runs") / run.name / "dataset.h5"
+    check_output(out, inputs=_preset_files(args.preset), overwrite=args.overwrite,
+                 example="dataset.h5")
+    pipeline.check_sizes(run)
     start = time.perf_counter()
     result = pipeline.search_stage(run, progress=not args.json)
     data = pipeline.collect_stage(run, result)
@@ -113,12 +151,18 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     summary = _dataset_summary(data)
     if args.json:
-        print(json.dumps({"path": str(out), "seconds": seconds, **summary}))
+        print(_dumps({"path": str(out), "seconds": seconds, **summary}))
     else:
         print(f"wrote {out}: {len(data):,} transitions, {data.episodes:,} episodes "
               f"({seconds:.1f} s)")
         _print_summary(summary)
     return 0
+
+
+def _preset_files(preset: str) -> tuple[str, ...]:
+    from echelon.presets import PRESETS
+
+    return () if preset in PRESETS else (preset,)
 
 
 def _dataset_summary(data) -> dict:
@@ -171,7 +215,7 @@ def _cmd_dataset_inspect(args: argparse.Namespace) -> int:
     data = load(args.file)
     summary = _dataset_summary(data)
     if args.json:
-        print(json.dumps({"path": args.file, **summary}))
+        print(_dumps({"path": args.file, **summary}))
     else:
         print(f"{args.file}: schema v{data_schema_version()}")
         _print_summary(summary)
@@ -184,7 +228,7 @@ def _cmd_dataset_export_minari(args: argparse.Namespace) -> int:
     data = load(args.file)
     where = export_minari(data, args.id, data_path=args.data_path, overwrite=args.overwrite)
     if args.json:
-        print(json.dumps({"id": args.id, "path": str(where), "episodes": data.episodes}))
+        print(_dumps({"id": args.id, "path": str(where), "episodes": data.episodes}))
     else:
         print(f"exported {data.episodes:,} episodes of {args.file} as Minari dataset {args.id} "
               f"({where}); load it with minari.load_dataset({args.id!r})")
@@ -194,18 +238,37 @@ def _cmd_dataset_export_minari(args: argparse.Namespace) -> int:
 def _cmd_dataset_import(args: argparse.Namespace) -> int:
     from echelon.data import import_log, save
 
-    chain = ChainConfig.from_dict(json.loads(Path(args.chain).read_text())) if args.chain else _chain(args)
-    data = import_log(args.log, chain)
+    chain = _chain_file(args.chain) if args.chain else _chain(args)
     out = Path(args.out) if args.out else Path(args.log).with_suffix(".h5")
+    inputs = (args.log, *([args.chain] if args.chain else []))
+    check_output(out, inputs=inputs, overwrite=args.overwrite, example="dataset.h5")
+    data = import_log(args.log, chain)
     save(data, out)
     summary = _dataset_summary(data)
     if args.json:
-        print(json.dumps({"path": str(out), **summary}))
+        print(_dumps({"path": str(out), **summary}))
     else:
         print(f"imported {args.log} into {out}: rewards recomputed with the "
               f"InvManagement-{'v0' if chain.backlog else 'v1'} chain")
         _print_summary(summary)
     return 0
+
+
+def _chain_file(path: str) -> ChainConfig:
+    """A ``--chain`` JSON file of ChainConfig fields."""
+    try:
+        fields = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"--chain {path}: no such file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"--chain {path}: not a JSON file: {error}") from None
+    if not isinstance(fields, dict):
+        raise ValueError(f"--chain {path}: must hold a JSON object of chain fields, got "
+                         f"{type(fields).__name__}")
+    try:
+        return ChainConfig.from_dict(fields)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"--chain {path}: {error}") from None
 
 
 def data_schema_version() -> int:
@@ -218,6 +281,7 @@ def _cmd_oracle(args: argparse.Namespace) -> int:
     from echelon.policies.lp import ShrinkingHorizonLP, perfect_information_bound
 
     config = _chain(args)
+    _check_episodes(config, args.episodes)
     rng = np.random.default_rng(run_streams(args.seed).test)
     demand = config.demand.sample(rng, args.episodes, config.periods)
     start = time.perf_counter()
@@ -232,7 +296,7 @@ def _cmd_oracle(args: argparse.Namespace) -> int:
             "share_of_bound": float(slp.mean() / bound.mean()),
         }
     if args.json:
-        print(json.dumps(report))
+        print(_dumps(report))
         return 0
     print(f"perfect-information bound on InvManagement-{args.env}, {args.episodes} held-out "
           f"paths, seed {args.seed} ({report['seconds']:.2f} s)\n"
@@ -256,17 +320,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     algo_config, train_config = agent_preset(args.algorithm, args.preset, **overrides)
-    data = load(args.dataset)
     out = Path(args.out) if args.out else Path(args.dataset).parent / "agents" / f"{args.algorithm}-s{args.seed}"
+    check_output(out, folder=True, inputs=(args.dataset,))
+    data = load(args.dataset)
     try:
         result = train(data, args.algorithm, algo_config, train_config, out, resume=args.resume,
                        progress=not args.json)
     except TrainingDiverged as error:
-        print(f"echelon train: {error}", file=sys.stderr)
+        print(f"echelon: error: {error}", file=sys.stderr)
         return 1
     last = result.metrics[-1] if result.metrics else {}
     if args.json:
-        print(json.dumps({"checkpoint": str(result.checkpoint), "seconds": result.seconds,
+        print(_dumps({"checkpoint": str(result.checkpoint), "seconds": result.seconds,
                           "steps": result.steps, "last_epoch": last}))
     else:
         losses = "  ".join(f"{k} {v:.4g}" for k, v in last.items() if k.endswith("_loss"))
@@ -282,8 +347,8 @@ def _run_config(args: argparse.Namespace, preset: str):
     overrides = list(getattr(args, "set", []))
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
-    for item in getattr(args, "sweep", None) or []:
-        overrides.append(f"train.sweep={json.dumps([item])}")
+    if getattr(args, "sweep", None):
+        overrides.append(f"train.sweep={json.dumps(list(args.sweep))}")
     return pipeline.resolve(preset, overrides)
 
 
@@ -292,7 +357,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
     run = _run_config(args, args.preset)
     out = Path(args.out) if args.out else Path("runs") / run.name
-    report = pipeline.reproduce(run, out, progress=not args.quiet,
+    report = pipeline.reproduce(run, out, progress=not args.quiet, force=args.force,
                                 log=(lambda *a: None) if args.quiet else print)
     if args.quiet:
         print(report)
@@ -313,14 +378,20 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         overrides.append(f"seed={args.seed}")
     run = pipeline.resolve("paper", overrides)
     agents = []
+    chains: dict[str, ChainConfig] = {}
     for directory in args.agent:
         path = Path(directory)
         checkpoint = path / CHECKPOINT_NAME if path.is_dir() else path
         saved = load_checkpoint(checkpoint)
         agents.append((path.name if path.is_dir() else path.parent.name, saved["algorithm"],
                        saved["train_config"]["seed"], checkpoint.resolve()))
+        chains[str(checkpoint)] = ChainConfig.from_dict(saved["chain"])
+    run = dataclasses.replace(run, chain=_agents_chain(chains, _chain(args) if args.env else None))
     from echelon.models import load_spec
+    from echelon.models.planning import load_policy
 
+    for path in args.policy:
+        load_policy(path, run.chain)  # refuses a damaged spec before any work
     models = {f"planned {Path(p).name}": load_spec(p) for p in args.policy}
     search = pipeline.search_stage(run)
     tuned = pipeline.tune_baselines(run)
@@ -343,7 +414,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             row["vs_best_expert"] = c.to_dict()
         rows.append(row)
     if args.json:
-        print(json.dumps({"episodes": args.episodes, "seed": run.seed, "policies": rows}))
+        print(_dumps({"episodes": args.episodes, "seed": run.seed, "policies": rows}))
         return 0
     print(f"{len(results)} policies on {args.episodes} held-out paths (seed {run.seed}); paired "
           f"differences to the best expert on the same paths")
@@ -357,6 +428,27 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _agents_chain(chains: dict[str, ChainConfig], asked: ChainConfig | None) -> ChainConfig:
+    """The chain an evaluation runs on: the one every agent was trained for.
+
+    Raises:
+        ValueError: If agents were trained for different chains, or ``--env`` asks for another.
+    """
+    from echelon.pipeline import config_differences
+
+    if not chains:
+        return asked or ChainConfig()
+    (first_file, first), *others = chains.items()
+    for file, chain in [*others, *([("--env", asked)] if asked else [])]:
+        differences = config_differences(first.to_dict(), chain.to_dict())
+        if differences:
+            shown = "; ".join(d.replace(" there,", f" for {first_file},").replace(" now", f" for {file}")
+                              for d in differences[:6])
+            raise ValueError(f"agents are evaluated on the chain they were trained for, and these "
+                             f"differ: {shown}")
+    return first
+
+
 def _cmd_fit_demand(args: argparse.Namespace) -> int:
     from echelon.data import load
     from echelon.models import compare_laws, fit_demand
@@ -364,7 +456,7 @@ def _cmd_fit_demand(args: argparse.Namespace) -> int:
     data = load(args.dataset)
     fits = compare_laws(data) if args.law == "all" else [fit_demand(data, args.law)]
     if args.json:
-        print(json.dumps([fit.to_dict() for fit in fits]))
+        print(_dumps([fit.to_dict() for fit in fits]))
         return 0
     first = fits[0]
     print(f"{args.dataset}: {first.observations:,} periods, {first.censored:,} sold out "
@@ -382,6 +474,10 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from echelon.data import load
     from echelon.models import fit_demand, fitted_chain, plan_time_aware, rolling_lp_spec, save_spec
 
+    from echelon.models.planning import SPEC_FILE
+
+    check_output(args.out, folder=True, inputs=(args.dataset,), overwrite=args.overwrite,
+                 finished=lambda folder: (folder / SPEC_FILE).exists())
     data = load(args.dataset)
     fit = fit_demand(data, args.law)
     model = fitted_chain(data, fit)
@@ -392,7 +488,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         spec = rolling_lp_spec(model.demand, args.scenarios, int(seed.generate_state(1)[0]))
     path = save_spec(spec, args.out)
     if args.json:
-        print(json.dumps({"policy": str(path), "spec": spec, "fit": fit.to_dict()}))
+        print(_dumps({"policy": str(path), "spec": spec, "fit": fit.to_dict()}))
     else:
         print(f"fitted {fit.name} demand, mean {fit.params['mean']:.2f} ({fit.censored:,} censored "
               f"periods); planned {args.family} in that model\n  policy: {path}\n  evaluate it "
@@ -400,25 +496,53 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+def _integer_in(low: int, high: int | None, text: str) -> int:
+    allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer {allowed}, got {text!r}") from None
+    if value < low or (high is not None and value > high):
+        raise argparse.ArgumentTypeError(f"must be an integer {allowed}, got {text}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _integer_in(1, None, text)
 
 
 def _seed(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    from echelon.pipeline import MAX_TRAIN_SEED
+
+    return _integer_in(0, MAX_TRAIN_SEED, text)
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with our one-line refusal: ``echelon: error: ...`` and exit 2, no usage dump."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        command = self.prog.removeprefix("echelon").strip()
+        where = f"echelon {command} --help" if command else "echelon --help"
+        self.exit(2, f"echelon: error: {' '.join(message.split())} (see '{where}')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="echelon",
         description="Offline learning and honest evaluation of multi-echelon inventory policies.",
     )
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the traceback of a failure (also: {DEBUG_ENV}=1)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     simulate = commands.add_parser(
@@ -426,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--policy", choices=("base-stock",), default="base-stock")
     simulate.add_argument(
-        "--z", type=float, nargs="+", default=[80.0, 180.0, 40.0],
+        "--z", type=_finite_float, nargs="+", default=[80.0, 180.0, 40.0],
         help="echelon base-stock levels, one per stage from the retailer up (default: 80 180 40)",
     )
     simulate.add_argument(
@@ -489,6 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--scenarios", type=_positive_int, default=16,
                       help="demand scenarios per period (rolling-lp)")
     plan.add_argument("--seed", type=_seed, default=0)
+    plan.add_argument("--overwrite", action="store_true", help="replace a policy.json in --out")
     plan.add_argument("--json", action="store_true")
     plan.set_defaults(handler=_cmd_plan)
 
@@ -517,6 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                            help="override any preset field, e.g. --set train.seeds=[0,1,2]")
     reproduce.add_argument("--quiet", action="store_true", help="print only the report's path")
+    reproduce.add_argument("--force", action="store_true",
+                           help="if --out holds a run, move it aside to <out>.old-<n> and start again")
     reproduce.set_defaults(handler=_cmd_reproduce)
 
     evaluate = commands.add_parser(
@@ -531,6 +658,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=_positive_int, default=1000)
     evaluate.add_argument("--seed", type=_seed, default=0)
     evaluate.add_argument("--json", action="store_true")
+    evaluate.add_argument(
+        "--env", choices=("v1", "v0"),
+        help="the chain (default: the agents' chain, else InvManagement-v1)",
+    )
     evaluate.set_defaults(handler=_cmd_evaluate)
 
     collect = commands.add_parser(
@@ -540,7 +671,8 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--out", help="dataset file (default: runs/<preset>/dataset.h5)")
     collect.add_argument("--seed", type=_seed, help="override the preset's seed")
     collect.add_argument("--episodes", type=_positive_int, help="override collect.episodes")
-    collect.add_argument("--noise-std", type=float, help="override collect.noise_std")
+    collect.add_argument("--noise-std", type=_finite_float, help="override collect.noise_std")
+    collect.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     collect.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                          help="override any preset field, e.g. --set search.top_k=3")
     collect.add_argument("--json", action="store_true")
@@ -569,19 +701,61 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("log", help="the CSV file")
     importer.add_argument("--out", help="dataset file (default: the CSV's name with .h5)")
     importer.add_argument("--chain", help="a JSON file of ChainConfig fields (default: OR-Gym's)")
+    importer.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     importer.add_argument("--json", action="store_true")
     _add_chain_options(importer)
     importer.set_defaults(handler=_cmd_dataset_import)
     return parser
 
 
+DEBUG_ENV = "ECHELON_DEBUG"
+
+
+def _message(error: BaseException) -> str:
+    """One line for a failure: what went wrong, naming the file, field or argument."""
+    if isinstance(error, OSError) and not isinstance(error, BrokenPipeError):
+        where = f"{error.filename}: " if error.filename else ""
+        text = f"{where}{error.strerror or error}"
+    elif isinstance(error, (ValueError, ImportError)):
+        text = str(error)
+    elif isinstance(error, MemoryError):
+        text = (f"out of memory ({error or 'no detail'}); reduce the sizes asked for (episodes, "
+                "periods), or lower ECHELON_MEMORY_LIMIT_GIB so that such jobs are refused early")
+    else:  # not a refusal of ours: a defect, to be reported with its traceback
+        text = (f"unexpected {type(error).__name__}: {error} (this is a bug in echelon; rerun with "
+                f"--debug or {DEBUG_ENV}=1 for the traceback and report it)")
+    return " ".join(text.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``echelon`` command."""
+    """Entry point of the ``echelon`` command.
+
+    Every failure prints one line, ``echelon: error: ...``, and exits 2 (Ctrl-C: 130; a closed
+    pipe, as in ``echelon ... | head``: quietly, 141). ``--debug`` or ``ECHELON_DEBUG=1`` lets the
+    traceback through instead.
+    """
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         return args.handler(args)
-    except (ValueError, ImportError) as error:
-        print(f"echelon {args.command}: error: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("echelon: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        if debug:
+            raise
+        # Python would complain again when it flushes stdout at exit; point it at nothing.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141
+    except Exception as error:
+        if debug:
+            raise
+        print(f"echelon: error: {_message(error)}", file=sys.stderr)
         return 2
 
 

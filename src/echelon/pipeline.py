@@ -23,7 +23,7 @@ import enum
 import hashlib
 import json
 import os
-import shutil
+import re
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -32,17 +32,20 @@ from typing import Any
 
 import numpy as np
 
+from echelon._fields import check_types
 from echelon._io import atomic_write_json, atomic_write_text
 from echelon.agents.presets import PRESETS as AGENT_PRESETS
 from echelon.agents.registry import ALGORITHMS
 from echelon.data.collect import Behaviour, CollectConfig, collect
 from echelon.data.dataset import OfflineDataset
 from echelon.policies.search import SearchConfig, SearchResult, run_search
-from echelon.presets import read_preset
+from echelon.presets import PRESETS, read_preset
 from echelon.sim.config import ChainConfig
 from echelon.sim.demand import child_seeds, run_streams
 
 BASELINES = ("paper-best", "tuned", "time-aware", "slp", "oracle")
+# torch seeds are 64-bit and the trainer seeds its batch order with seed + 1.
+MAX_TRAIN_SEED = 2**63 - 2
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,10 @@ class TrainStageConfig:
         unknown = [a for a in (*self.algorithms, *self.overrides) if a not in ALGORITHMS]
         if unknown:
             raise ValueError(f"train.algorithms: unknown {unknown}; known: {sorted(ALGORITHMS)}")
-        if not self.seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
-            raise ValueError(f"train.seeds must be a non-empty list of integers >= 0, got {self.seeds!r}")
+        if not self.seeds or any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_TRAIN_SEED
+                                 for s in self.seeds):
+            raise ValueError(f"train.seeds must be a non-empty list of integers in [0, {MAX_TRAIN_SEED}], "
+                             f"got {self.seeds!r}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"train.seeds must be distinct, got {self.seeds!r}")
         if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
@@ -102,7 +107,9 @@ def parse_sweep(item: str) -> tuple[str, str, list[Any]]:
     name = {"tau": "expectile", "beta": "temperature"}.get(name, name) if algorithm == "iql" else name
     if name not in fields:
         raise ValueError(f"sweep {item!r}: {algorithm} has no setting {name!r}; known: {sorted(fields)}")
-    return algorithm, name, [_parse_value(v.strip()) for v in values.split(",")]
+    parsed = [_parse_value(v.strip()) for v in values.split(",")]
+    cls = ALGORITHMS[algorithm].config
+    return algorithm, name, [check_types(f"sweep {algorithm}", cls, {name: v})[name] for v in parsed]
 
 
 @dataclass(frozen=True)
@@ -181,8 +188,16 @@ class RunConfig:
     """The model-based route from the same logs."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
+        if self.collect.weights and len(self.collect.weights) != self.search.top_k:
+            raise ValueError(f"collect.weights has {len(self.collect.weights)} weights for the "
+                             f"search's {self.search.top_k} best settings (search.top_k)")
+        if not isinstance(self.name, str) or not _RUN_NAME.fullmatch(self.name) or len(self.name) > 100:
+            raise ValueError(
+                f"name must be a plain folder name (letters, digits, '.', '_', '-', not starting "
+                f"with '.' or '-', at most 100 characters), got {self.name!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """A TOML-ready dict of the resolved configuration."""
@@ -199,6 +214,9 @@ class RunConfig:
             return getattr(value, "value", value)
         return plain(self)
 
+
+# A run's name is the folder under runs/ its results go to: never a path.
+_RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 
 _SECTIONS = {"chain": ChainConfig, "search": SearchConfig, "collect": CollectConfig,
              "train": TrainStageConfig, "evaluate": EvaluateConfig, "model": ModelStageConfig}
@@ -229,10 +247,14 @@ def resolve(preset: str | Path = "quick", overrides: list[str] | tuple[str, ...]
             raise ValueError(f"override {item!r} must look like section.field=value")
         *sections, name = key.strip().split(".")
         table = raw
-        for section in sections:
+        for depth, section in enumerate(sections):
             table = table.setdefault(section, {})
             if not isinstance(table, dict):
-                raise ValueError(f"override {item!r}: {section} is not a table")
+                where = ".".join(sections[:depth + 1])
+                raise ValueError(f"override {item!r}: {where} is a value ({table!r}), not a table "
+                                 f"with fields; set it with {where}=VALUE")
+        if not name:
+            raise ValueError(f"override {item!r} must look like section.field=value")
         table[name] = _parse_value(text.strip())
     unknown = set(raw) - {"name", "seed", *_SECTIONS}
     if unknown:
@@ -243,18 +265,73 @@ def resolve(preset: str | Path = "quick", overrides: list[str] | tuple[str, ...]
             raise ValueError(f"{section} must be a table ([{section}]), got {raw[section]!r}")
         table = dict(raw.get(section, {}))
         if cls is ChainConfig:
-            parts[section] = ChainConfig.from_dict(table) if table else ChainConfig()
+            parts[section] = _chain_from_table(table)
             continue
         known = {f.name for f in dataclasses.fields(cls)}
         if cls is TrainStageConfig:  # [train.iql] tables are per-algorithm overrides
             overrides = dict(table.pop("overrides", {}))
             overrides.update({k: table.pop(k) for k in list(table) if k in ALGORITHMS})
-            table["overrides"] = overrides
+            table["overrides"] = _algorithm_overrides(overrides)
         bad = set(table) - known
         if bad:
             raise ValueError(f"unknown keys in [{section}]: {sorted(bad)}; known: {sorted(known)}")
-        parts[section] = cls(**table)
-    return RunConfig(name=str(raw.get("name", preset)), seed=raw.get("seed", 0), **parts)
+        parts[section] = cls(**check_types(section, cls, table))
+    default_name = preset if str(preset) in PRESETS else Path(preset).stem
+    return RunConfig(name=raw.get("name", default_name), seed=raw.get("seed", 0), **parts)
+
+
+def _chain_from_table(table: dict[str, Any]) -> ChainConfig:
+    """The ``[chain]`` table as a config; a ``[chain.demand]`` table without ``law`` changes the
+    default law's parameters (``chain.demand.mu=25``)."""
+    from echelon.sim.demand import demand_to_dict
+
+    demand = table.get("demand")
+    if isinstance(demand, dict) and "law" not in demand:
+        table["demand"] = {**demand_to_dict(ChainConfig().demand), **demand}
+    try:
+        return ChainConfig.from_dict(table) if table else ChainConfig()
+    except ValueError as error:
+        raise ValueError(f"chain: {error}") from None
+    except TypeError as error:  # a table where the chain expects a number, say
+        raise ValueError(f"chain: {error}") from None
+
+
+def _algorithm_overrides(overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``[train.iql]`` tables, each field checked against the algorithm's config."""
+    out = {}
+    for algorithm, values in overrides.items():
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"train.overrides: unknown algorithm {algorithm!r}; known: {sorted(ALGORITHMS)}")
+        if not isinstance(values, dict):
+            raise ValueError(f"train.{algorithm} must be a table of {algorithm} settings, got {values!r}")
+        cls = ALGORITHMS[algorithm].config
+        known = {f.name for f in dataclasses.fields(cls)}
+        bad = set(values) - known
+        if bad:
+            raise ValueError(f"unknown keys in [train.{algorithm}]: {sorted(bad)}; known: {sorted(known)}")
+        out[algorithm] = check_types(f"train.{algorithm}", cls, values)
+    return out
+
+
+def check_sizes(run: RunConfig) -> None:
+    """Refuses a run whose collection or evaluation would not fit in memory, before any stage
+    (the search comes first and would otherwise run in vain).
+
+    Raises:
+        SizeLimitError: Naming the setting to reduce.
+    """
+    from echelon._limits import check_memory
+    from echelon.data.collect import collect_bytes
+    from echelon.sim.demand import demand_bytes
+    from echelon.sim.rollout import rollout_bytes
+
+    chain, episodes = run.chain, run.collect.episodes
+    check_memory(f"collecting {episodes:,} episodes of {chain.periods:,} periods",
+                 collect_bytes(chain, episodes), reduce="collect.episodes or chain.periods")
+    tests = run.evaluate.episodes
+    check_memory(f"evaluating on {tests:,} held-out paths of {chain.periods:,} periods",
+                 demand_bytes(tests, chain.periods) + rollout_bytes(chain, tests),
+                 reduce="evaluate.episodes or chain.periods")
 
 
 def search_stage(run: RunConfig, *, progress: bool = False) -> SearchResult:
@@ -394,18 +471,158 @@ def to_toml(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-class RunFolder:
-    """A run's folder and the input hashes of its finished stages (``stages.json``)."""
+class RunFolderError(ValueError):
+    """A run folder that a run must not write into as asked; the message says how to proceed."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
+
+def _flatten(table: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(table, dict):
+        return {prefix: table}
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The dotted keys whose values differ between two resolved configs, as ``key: A -> B``."""
+    a, b = _flatten(json.loads(json.dumps(old))), _flatten(json.loads(json.dumps(new)))
+    missing = object()
+    lines = []
+    for key in sorted(set(a) | set(b)):
+        before, after = a.get(key, missing), b.get(key, missing)
+        if before != after:
+            show = lambda v: "(unset)" if v is missing else json.dumps(v)  # noqa: E731
+            lines.append(f"{key}: {show(before)} there, {show(after)} now")
+    return lines
+
+
+def open_run_folder(run: RunConfig, out: str | os.PathLike, *, force: bool = False,
+                    log=print) -> RunFolder:
+    """Checks the run folder before anything is written, then opens it.
+
+    A new or empty folder starts a run. A folder holding a run with the same resolved config
+    resumes it (finished stages are skipped). A folder holding a run with another config is
+    refused, naming the differing keys, unless ``force``: then the stages whose inputs changed
+    run again, and every result they would replace (the old ``config.toml`` and report
+    included) is first moved to ``<out>/replaced/<n>/`` under its own name, never deleted;
+    unchanged stages are kept. A non-empty folder without ``config.toml`` is not a run folder and
+    is always refused.
+
+    Raises:
+        RunFolderError: If the folder may not be used as asked.
+    """
+    path = Path(out)
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise RunFolderError(f"--out {path}: {parent} is a file, not a folder")
+            break
+    if path.exists() and not path.is_dir():
+        raise RunFolderError(f"--out {path} is a file; give a folder for the run")
+    config_file = path / "config.toml"
+    text = to_toml(run.to_dict())
+    differences: list[str] = []
+    if path.is_dir() and any(path.iterdir()):
+        if not config_file.is_file():
+            raise RunFolderError(f"--out {path} holds files but no config.toml: it is not an echelon "
+                                 "run folder, and nothing in it is touched; choose another --out")
+        try:
+            old = tomllib.loads(config_file.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise RunFolderError(f"{config_file}: unreadable ({error}); choose another --out") from None
+        differences = config_differences(old, tomllib.loads(text))
+        if differences and not force:
+            shown = "; ".join(differences[:8]) + (f"; and {len(differences) - 8} more"
+                                                  if len(differences) > 8 else "")
+            raise RunFolderError(
+                f"--out {path} holds a run with other settings ({shown}); nothing was changed. "
+                "Use --out for a new folder, or --force to rerun the changed stages here (what "
+                f"they replace moves to {path / 'replaced'}/<n>/; nothing is deleted)"
+            )
+    folder = RunFolder(path, force=force)
+    if differences:
+        log(f"settings changed ({'; '.join(differences)}): the stages whose inputs changed run "
+            f"again, and what they replace moves to {path / 'replaced'}/")
+        folder.set_aside("config.toml", "report.md", "figures")
+    if not config_file.exists():
+        atomic_write_text(config_file, text)
+    return folder
+
+
+class RunFolder:
+    """A run's folder and the input hashes of its finished stages (``stages.json``).
+
+    Args:
+        path: The folder (created).
+        force: A finished result whose stage must run again is moved aside to
+            ``replaced/<n>/`` instead of refusing the run.
+
+    Raises:
+        RunFolderError: If ``stages.json`` is damaged.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, force: bool = False) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        self.force = force
+        self._aside: Path | None = None
         self._file = self.path / "stages.json"
-        self.stages: dict[str, str] = json.loads(self._file.read_text()) if self._file.exists() else {}
+        try:
+            stages = json.loads(self._file.read_text()) if self._file.exists() else {}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            stages = None
+        if not isinstance(stages, dict):
+            raise RunFolderError(f"{self._file}: not a table of stage digests; choose another --out")
+        self.stages: dict[str, str] = stages
 
     def done(self, stage: str, digest: str, *outputs: str) -> bool:
         """Whether the stage ran with these inputs and its outputs are all there."""
         return self.stages.get(stage) == digest and all((self.path / o).exists() for o in outputs)
+
+    def set_aside(self, *outputs: str) -> None:
+        """Moves outputs (relative to the folder) to ``replaced/<n>/``, keeping their names; one
+        ``n`` per run, the first free."""
+        for output in outputs:
+            source = self.path / output
+            if not source.exists():
+                continue
+            if self._aside is None:
+                n = 1
+                while (self.path / "replaced" / str(n)).exists():
+                    n += 1
+                self._aside = self.path / "replaced" / str(n)
+            target = self._aside / output
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source.rename(target)
+
+    def clear(self, stage: str, digest: str, *outputs: str, recorded: str | None = None) -> None:
+        """Clears the way for a stage that must run: finished outputs made with other inputs
+        are moved aside with ``force``, and refused without.
+
+        Outputs without a recorded digest are leftovers of this run's own interrupted stage,
+        and are redone in place.
+
+        Args:
+            stage: The stage's name.
+            digest: The hash of its inputs now.
+            outputs: Its outputs, relative to the folder.
+            recorded: The digest its outputs were made with (default: from ``stages.json``).
+
+        Raises:
+            RunFolderError: Without ``force``, if a finished output would be replaced.
+        """
+        recorded = self.stages.get(stage) if recorded is None else recorded
+        present = [o for o in outputs if (self.path / o).exists()]
+        if recorded is None or recorded == digest or not present:
+            return
+        if not self.force:
+            raise RunFolderError(
+                f"{self.path / present[0]}: {stage} finished earlier with other inputs (made by "
+                "another echelon version?) and is not replaced. Use --out for a new folder, or "
+                f"--force to run it again here (the old result moves to {self.path / 'replaced'}/<n>/)"
+            )
+        self.set_aside(*present)
 
     def mark(self, stage: str, digest: str) -> None:
         self.stages[stage] = digest
@@ -423,11 +640,15 @@ class RunFolder:
             write: ``(path, result) -> None``.
             read: ``(path) -> result``.
             log: Where progress lines go.
+
+        Raises:
+            RunFolderError: If ``output`` is a finished result of other inputs (without ``force``).
         """
         path = self.path / output
         if self.done(stage, digest, output):
             log("  done earlier, skipped")
             return read(path)
+        self.clear(stage, digest, output)
         start = time.perf_counter()
         result = compute()
         write(path, result)
@@ -438,6 +659,15 @@ class RunFolder:
 
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text())
+
+
+def _stage_digest(path: Path) -> str | None:
+    """The input digest an agent folder's ``stage.json`` records (None if absent or damaged)."""
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return recorded.get("digest") if isinstance(recorded, dict) else None
 
 
 # --- reproduce --------------------------------------------------------------------------------
@@ -605,19 +835,26 @@ def evaluate_stage(run: RunConfig, folder: Path, search: SearchResult, baselines
 
 def reproduce(
     run: RunConfig, out: str | os.PathLike, *, progress: bool = True, log=print,
+    force: bool = False,
 ) -> Path:
     """Runs every stage into ``out``, skipping those already done with the same inputs.
 
+    Nothing is written before the whole configuration is valid; a folder holding a run with
+    other settings is refused, or moved aside with ``force`` (see :func:`open_run_folder`).
+
     Returns:
         The path of ``report.md``.
+
+    Raises:
+        RunFolderError: If ``out`` holds another run (and not ``force``) or is no run folder.
     """
     from echelon.agents.trainer import CHECKPOINT_NAME, load_checkpoint, train
     from echelon.data.dataset import load, save
 
-    folder = RunFolder(out)
-    atomic_write_text(folder.path / "config.toml", to_toml(run.to_dict()))
+    variants = agent_variants(run)  # validates every algorithm setting before anything is written
+    check_sizes(run)
+    folder = open_run_folder(run, out, force=force, log=log)
     started = time.perf_counter()
-    variants = agent_variants(run)
     jobs = [(v, seed) for v in variants for seed in run.train.seeds]
     stages = 7
 
@@ -677,15 +914,15 @@ def reproduce(
         estimate = (f", about {_minutes(sum(known))} left for the agents of algorithms timed so far"
                     if known else "")
         stage_file = path / "stage.json"
-        finished = (stage_file.exists() and json.loads(stage_file.read_text()).get("digest") == digest
-                    and (path / CHECKPOINT_NAME).exists()
+        same_inputs = _stage_digest(stage_file) == digest
+        finished = (same_inputs and (path / CHECKPOINT_NAME).exists()
                     and load_checkpoint(path / CHECKPOINT_NAME)["epoch"] == config.epochs)
         if finished:
             log(f"  [{index}/{len(jobs)}] {name}: done earlier, skipped")
         else:
-            resume = stage_file.exists() and json.loads(stage_file.read_text()).get("digest") == digest
-            if not resume and path.exists():
-                shutil.rmtree(path)  # trained with other inputs: start again
+            resume = same_inputs
+            if not resume and (path / CHECKPOINT_NAME).exists():  # trained with other inputs
+                folder.clear(f"agent {name}", digest, f"agents/{name}", recorded="other inputs")
             log(f"  [{index}/{len(jobs)}] {name}: {steps:,} steps"
                 f"{' (resuming)' if resume and (path / CHECKPOINT_NAME).exists() else ''}{estimate}")
             write_json(stage_file, {"digest": digest})

@@ -9,14 +9,15 @@ import pytest
 from scipy import stats
 
 from echelon import pipeline
-from echelon.data.collect import Behaviour, CollectConfig, collect
+from echelon._limits import SizeLimitError
+from echelon.data.collect import Behaviour, CollectConfig, collect, collect_bytes
 from echelon.data.dataset import OfflineDataset, dataset_fields, load, save
 from echelon.policies.base_stock import RequestMode
 from echelon.policies.search import Family, paper_grid
 from echelon.sim import core
 from echelon.sim.config import ChainConfig
 from echelon.sim.demand import Poisson, run_streams
-from echelon.sim.rollout import rollout
+from echelon.sim.rollout import rollout, rollout_bytes
 
 # A two-stage chain with a zero lead time, unlike the default in every parameter.
 OTHER_CHAIN = ChainConfig(
@@ -300,3 +301,42 @@ def test_the_paper_recipe():
     assert stats.chisquare(counts).pvalue > 1e-3, counts  # equal weights
     assert data.seeds["run_seed"] == 0 and data.seeds["stream"] == "collect"
     assert not data.truncations.any() and data.terminations.sum() == 2000
+
+
+@pytest.mark.parametrize("name", sorted(CHAINS))
+def test_collect_bytes_covers_the_demand_the_trajectory_and_the_dataset(name):
+    chain = CHAINS[name]
+    data = logged(chain, episodes=24)
+    arrays = [data.observations, data.actions, data.rewards, data.next_observations,
+              data.terminations, data.truncations, data.episode_ids, data.periods,
+              data.behaviour_ids, *data.log.values()]
+    dataset = sum(a.nbytes for a in arrays)
+    trajectory = rollout_bytes(chain, 24, record=True)
+    demand = 8 * 24 * chain.periods
+    assert collect_bytes(chain, 24) >= dataset + trajectory + demand
+    assert collect_bytes(chain, 24) == 24 * collect_bytes(chain, 1)
+
+
+def test_collecting_300000_episodes_of_the_default_chain_is_refused_before_drawing(monkeypatch):
+    # 300,000 episodes of 30 periods: 9 million rows of 66 observation values, 6 GiB of dataset
+    # alone, and about 14 GiB while it is built from the trajectory.
+    monkeypatch.setenv("ECHELON_MEMORY_LIMIT_GIB", "4")
+    chain = ChainConfig()
+    assert collect_bytes(chain, 300_000) > 4 * 2**30
+    fit = 4 * 2**30 // collect_bytes(chain, 1)
+    start = time.perf_counter()
+    with pytest.raises(SizeLimitError, match=rf"collecting 300,000 episodes of 30 periods would "
+                                             rf"need about 14\.\d GiB.*reduce collect\.episodes "
+                                             rf"\(about {fit:,} fit\)"):
+        collect(chain, behaviours(chain), CollectConfig(episodes=300_000),
+                np.random.SeedSequence(0))
+    assert time.perf_counter() - start < 1.0  # refused from the sizes, nothing simulated
+    assert 80_000 < fit < 90_000
+
+
+def test_a_collection_that_fits_under_the_limit_runs(monkeypatch):
+    chain = ChainConfig()
+    monkeypatch.setenv("ECHELON_MEMORY_LIMIT_GIB", str(collect_bytes(chain, 30) / 2**30))
+    assert logged(chain, episodes=30).episodes == 30
+    with pytest.raises(SizeLimitError, match="collect.episodes"):
+        logged(chain, episodes=31)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import re
 
 import h5py
@@ -12,16 +13,21 @@ import pytest
 
 from echelon.data.collect import Behaviour, CollectConfig, collect
 from echelon.data.dataset import (
+    EXACT_SUM,
+    MIN_UNIT_LIMIT,
     SCHEMA_VERSION,
     DatasetError,
     OfflineDataset,
     dataset_fields,
     load,
+    reward_limit,
     save,
+    unit_limit,
 )
 from echelon.policies.base_stock import RequestMode
 from echelon.policies.search import Family
 from echelon.sim.config import ChainConfig
+from echelon.sim.demand import Poisson
 
 EPISODES, PERIODS = 4, 30
 
@@ -415,3 +421,238 @@ def test_saving_an_invalid_dataset_leaves_the_old_file_intact(saved, data):
     assert [p.name for p in saved.parent.iterdir()] == ["data.h5"]
     assert saved.read_bytes() == before
     assert_same(load(saved), data)
+
+
+# --- value ranges ---------------------------------------------------------------------------------
+
+
+def test_the_limits_of_the_default_chain():
+    chain = ChainConfig()
+    # 100 * max(I0_i + T c_i) = 100 * (100 + 30 * 100) = 310,000 is below the floor of 1e6.
+    assert unit_limit(chain) == MIN_UNIT_LIMIT == 1e6
+    # p + r (purchases, the supplier's included) + k + h + r_0..r_2 (the stages' sale prices)
+    assert reward_limit(chain) == pytest.approx(1e6 * (2.0 + 3.75 + 0.25 + 0.3 + 3.25))
+    large = ChainConfig(capacity=(1e5, 1e5, 1e5))
+    assert unit_limit(large) == 100 * (200 + 30 * 1e5)  # stage 2: I0 = 200
+    assert unit_limit(ChainConfig(demand=Poisson(1e6))) == 100 * 30 * 1e6  # a horizon of demand
+    # Never above 2**53 / T, so that an episode's sum stays exact.
+    huge = ChainConfig(periods=1000, capacity=(1e15, 1e15, 1e15))
+    assert unit_limit(huge) == reward_limit(huge) == EXACT_SUM / 1000
+
+
+def test_collected_data_lies_well_within_the_limits(data):
+    units = unit_limit(data.chain)
+    assert np.abs(data.actions).max() < units / 100
+    assert data.observations.min() >= 0 and data.observations.max() < units / 100
+    assert np.abs(data.rewards).max() < reward_limit(data.chain) / 1000
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [("rewards", 1e308, r"rewards must lie in \[-9.55e\+06, 9.55e\+06\] \(R, a period with every "
+                        r"quantity at the chain's unit limit.*\); row 37 holds 1e\+308"),
+     ("rewards", -1e7, r"rewards must lie in \[-9.55e\+06, 9.55e\+06\].*row 37 holds -10000000.0"),
+     ("actions", -5e6, r"actions must lie in \[-1e\+06, 1e\+06\] \(U, the chain's unit limit: "
+                       r"see echelon.data.dataset.unit_limit\); row 37, column 0 holds -5000000.0"),
+     ("observations", 1e300, r"observations must lie in \[0, 1e\+06\] .*row 37, column 0 holds "
+                             r"1e\+300"),
+     ("next_observations", -1.0, r"next_observations must lie in \[0, 1e\+06\]"),
+     ("log/on_hand", -3.0, r"log/on_hand must lie in \[0, 1e\+06\].*row 37, column 0 holds -3.0"),
+     ("log/unfulfilled", 2e6, r"log/unfulfilled must lie in \[0, 1e\+06\]"),
+     ("log/demand", 1e12, r"log/demand must lie in \[0, 1e\+06\].*row 37 holds 1000000000000.0")],
+)
+def test_validate_rejects_absurd_values(data, name, value, message):
+    def put(array):
+        array.reshape(len(array), -1)[37, 0] = value
+    with pytest.raises(DatasetError, match=message):
+        edited(data, name, put)
+
+
+def test_negative_orders_within_the_limit_are_kept(data):
+    # The simulator orders nothing for a negative order; a log may still hold one.
+    assert edited(data, "actions", lambda a: a.__setitem__((3, 1), -2.5)).actions[3, 1] == -2.5
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"behaviour_policies": {"name": "a"}}, "behaviour_policies must be a list of objects, got dict"),
+     ({"behaviour_policies": ["raw", "clip"]},
+      r"behaviour_policies\[0\] must be an object with a string name, got str"),
+     ({"behaviour_policies": [{"name": 3}, {"name": "b"}]},
+      r"behaviour_policies\[0\] must be an object with a string name, got name 3"),
+     ({"behaviour_policies": [{"name": "a", "params": [1]}, {"name": "b"}]},
+      r"behaviour_policies\[0\].params must be an object, got list"),
+     ({"seeds": [5]}, "seeds must be a dict, got list"),
+     ({"source": None}, "source must be a dict, got NoneType"),
+     ({"log": None}, "log must be a dict of the log/\\* arrays, got NoneType"),
+     ({"chain": {"periods": 30}}, "chain must be a ChainConfig, got dict")],
+)
+def test_validate_rejects_metadata_of_the_wrong_type(data, change, message):
+    with pytest.raises(DatasetError, match=message):
+        dataclasses.replace(data, **change)
+
+
+# --- damaged files --------------------------------------------------------------------------------
+
+
+def _set_attribute(name, value):
+    return lambda f: f.attrs.__setitem__(name, value)
+
+
+def _replace(name, value):
+    def edit(f):
+        del f[name]
+        f[name] = value
+    return edit
+
+
+def _sequence() -> np.ndarray:
+    """A scalar variable-length sequence of integers (not a string)."""
+    value = np.empty((), dtype=h5py.vlen_dtype(np.int32))
+    value[()] = np.arange(3, dtype=np.int32)
+    return value
+
+
+def _behaviour(bad):
+    return json.dumps([bad, {"name": "clip"}])
+
+
+M = EPISODES * PERIODS
+DAMAGED_FILES = [
+    # (what, edit with h5py, message after "<path>: ")
+    ("version array", _set_attribute("schema_version", np.arange(3)),
+     "schema_version must be an integer, got an array of shape (3,)"),
+    ("version string", _set_attribute("schema_version", "1"),
+     "schema_version must be an integer, got str '1'"),
+    ("version float", _set_attribute("schema_version", 1.5),
+     "schema_version must be an integer, got float64"),
+    ("version whole float", _set_attribute("schema_version", 1.0),
+     "schema_version must be an integer, got float64"),
+    ("version bool", _set_attribute("schema_version", True),
+     "schema_version must be an integer, got bool"),
+    ("chain not a string", _set_attribute("chain", 5),
+     "bad chain attribute: must be a JSON string, got int64"),
+    ("chain not JSON", _set_attribute("chain", "{periods: 30"), "bad chain attribute: not valid JSON"),
+    ("chain a list", _set_attribute("chain", "[1, 2]"),
+     "bad chain attribute: must be an object, got list [1, 2]"),
+    ("chain a number", _set_attribute("chain", "3"),
+     "bad chain attribute: must be an object, got int 3"),
+    ("chain nested too deep", _set_attribute("chain", "[" * 100_000 + "]" * 100_000),
+     "bad chain attribute: not valid JSON: maximum recursion depth exceeded"),
+    ("chain unknown key", _set_attribute("chain", json.dumps({"colour": "red"})),
+     "bad chain attribute: unknown chain parameter 'colour'"),
+    ("chain wrong type", _set_attribute("chain", json.dumps({"price": [2.0]})),
+     "bad chain attribute: price must be a finite number >= 0, got [2.0]"),
+    ("chain huge integer", _set_attribute("chain", json.dumps({"capacity": [10**400, 1, 1]})),
+     "bad chain attribute: int too large to convert to float"),
+    ("chain demand", _set_attribute("chain", json.dumps({"demand": {"law": "poisson", "mu": "x"}})),
+     "bad chain attribute: demand.mu must be a finite number, got 'x'"),
+    ("behaviour not a list", _set_attribute("behaviour_policies", '{"name": "raw"}'),
+     "bad behaviour_policies attribute: must be a list, got dict"),
+    ("behaviour not an object", _set_attribute("behaviour_policies", _behaviour(3)),
+     "behaviour_policies[0] must be an object with a string name, got int"),
+    ("behaviour without a name", _set_attribute("behaviour_policies", _behaviour({"family": "x"})),
+     "behaviour_policies[0] must be an object with a string name, got name None"),
+    ("behaviour params", _set_attribute("behaviour_policies",
+                                        _behaviour({"name": "raw", "params": "z=1"})),
+     "behaviour_policies[0].params must be an object, got str"),
+    ("seeds a list", _set_attribute("seeds", "[5]"), "bad seeds attribute: must be an object, got list"),
+    ("source not JSON", _set_attribute("source", "kind: simulated"),
+     "bad source attribute: not valid JSON"),
+    ("source not UTF-8", _set_attribute("source", np.bytes_(b"\xff\xfe")),
+     "bad source attribute: not UTF-8 text"),
+    ("source an array", _set_attribute("source", np.array([1.0, 2.0])),
+     "bad source attribute: must be a JSON string, got an array of shape (2,)"),
+    ("chain a sequence", lambda f: f.attrs.create("chain", data=_sequence(),
+                                                  dtype=h5py.vlen_dtype(np.int32)),
+     "bad chain attribute: must be a JSON string, got an HDF5 vlen attribute"),
+    ("seeds a compound", _set_attribute("seeds", np.zeros((), dtype=[("a", "f8")])),
+     "bad seeds attribute: must be a JSON string, got an HDF5 compound attribute"),
+    ("group for a dataset", lambda f: (f.__delitem__("rewards"), f.create_group("rewards")),
+     "rewards must be a dataset in the file, got a group"),
+    ("group in the log", lambda f: (f.__delitem__("log/shipped"), f.create_group("log/shipped")),
+     "log/shipped must be a dataset in the file, got a group"),
+    ("dataset for the log", lambda f: (f.__delitem__("log"), f.create_dataset("log", data=[1.0])),
+     "log must be a group in the file, got a dataset"),
+    ("strings", _replace("observations", np.full((M, 33), b"x")),
+     "observations must have dtype float64, got |S1"),
+    ("variable-length strings", _replace("rewards", np.array(["1.0"] * M, dtype=object)),
+     "rewards must have dtype float64, got object"),
+    ("compound", _replace("log/demand", np.zeros(M, dtype=[("value", "f8"), ("seen", "?")])),
+     "log/demand must have dtype float64, got [('value', '<f8'), ('seen', '?')]"),
+    ("unsigned 64-bit", _replace("periods", np.zeros(M, dtype=np.uint64)),
+     "periods must have dtype int64, got uint64"),
+    ("integers for flags", _replace("terminations", np.zeros(M, dtype=np.int8)),
+     "terminations must have dtype bool, got int8"),
+    ("bool for numbers", _replace("actions", np.zeros((M, 3), dtype=bool)),
+     "actions must have dtype float64, got bool"),
+    ("integers for numbers", _replace("rewards", np.zeros(M, dtype=np.int64)),
+     "rewards must have dtype float64, got int64"),
+    ("rewards two-dimensional", _replace("rewards", np.zeros((M, 2))),
+     f"rewards must be a non-empty one-dimensional array, got shape ({M}, 2)"),
+    ("rewards a scalar", _replace("rewards", 3.0),
+     "rewards must be a non-empty one-dimensional array, got shape ()"),
+    ("rewards without data", _replace("rewards", h5py.Empty("f8")),
+     "rewards must be a non-empty one-dimensional array, got shape None"),
+    ("a field of other rows", _replace("log/sales", np.zeros((M - 1, 4))),
+     f"log/sales must be shaped ({M}, 4), got ({M - 1}, 4)"),
+    ("observations of another chain", _replace("observations", np.zeros((M, 6))),
+     f"observations must be shaped ({M}, 33), got ({M}, 6) (the chain's observation has 33 entries)"),
+    ("rewards of 1e308", lambda f: f["rewards"].__setitem__(3, 1e308),
+     "rewards must lie in [-9.55e+06, 9.55e+06]"),
+    ("actions of -5e6", lambda f: f["actions"].__setitem__((3, 1), -5e6),
+     "actions must lie in [-1e+06, 1e+06] (U, the chain's unit limit: see "
+     "echelon.data.dataset.unit_limit); row 3, column 1 holds -5000000.0"),
+    ("observations of 1e300", lambda f: f["observations"].__setitem__((3, 4), 1e300),
+     "observations must lie in [0, 1e+06]"),
+]
+
+
+@pytest.mark.parametrize(("what", "edit", "message"), DAMAGED_FILES,
+                         ids=[case[0] for case in DAMAGED_FILES])
+def test_load_refuses_a_damaged_file_with_the_reason(saved, what, edit, message):
+    with h5py.File(saved, "r+") as f:
+        edit(f)
+    with rejected(saved, message):
+        load(saved)
+
+
+def test_load_widens_narrower_types_of_the_same_kind(saved, data, tmp_path):
+    # Another tool may write float32, int32 or big-endian arrays: the values are the same.
+    with h5py.File(saved, "r+") as f:
+        _replace("episode_ids", data.episode_ids.astype(np.int32))(f)
+        _replace("periods", data.periods.astype(np.uint8))(f)
+        _replace("observations", data.observations.astype(np.float32))(f)  # whole units: exact
+        _replace("actions", data.actions.astype(">f8"))(f)
+        f.attrs["source"] = np.bytes_(json.dumps(data.source).encode())  # a fixed-length string
+    assert_same(load(saved), data)
+
+
+def test_load_refuses_a_string_type_that_libhdf5_would_crash_on(saved):
+    # The chain attribute's datatype message: version 1 and class 9 (variable-length), then the
+    # class bits whose low nibble says "string" (1). A reserved value (3) makes libhdf5 read the
+    # attribute as a sequence and crash (segfault) when it reads the value; load refuses it first.
+    content = bytearray(saved.read_bytes())
+    name = content.index(b"chain\x00\x00\x00")
+    bits = content.index(b"\x19\x01", name) + 1
+    content[bits] = 3
+    saved.write_bytes(bytes(content))
+    with rejected(saved, "bad chain attribute: must be a JSON string, got an HDF5 vlen attribute"):
+        load(saved)
+
+
+def test_load_refuses_a_damaged_global_heap_that_libhdf5_would_loop_on(saved):
+    # The attributes' strings live in a global heap collection: "GCOL", version 1, then its size.
+    # Claiming more than the collection holds sends libhdf5 past it into bytes that never reach
+    # the claimed end; reading an attribute would never return.
+    content = bytearray(saved.read_bytes())
+    heap = content.index(b"GCOL\x01\x00\x00\x00")
+    size = int.from_bytes(content[heap + 8 : heap + 16], "little")
+    content[heap + 8 : heap + 16] = (size + 8 * 4096).to_bytes(8, "little")
+    saved.write_bytes(bytes(content))
+    with rejected(saved, f"the global heap collection at byte {heap} is damaged"):
+        load(saved)
+    content[heap + 8 : heap + 16] = (len(content)).to_bytes(8, "little")
+    saved.write_bytes(bytes(content))
+    with rejected(saved, f"a global heap collection at byte {heap} runs past the end of the file"):
+        load(saved)

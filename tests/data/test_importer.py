@@ -222,6 +222,22 @@ def test_exported_one_stage_log_reads_back_as_written(tmp_path):
          "line 8: episode 0 appears again after other episodes"),
         (["episode," + HEADER, "-1,0,10,5,4"], "line 2: episode is negative"),
         (["episode," + HEADER, "x,0,10,5,4"], "line 2: episode is not a number: 'x'"),
+        # Finite but absurd: 1e300 units would give returns of -1e299 and beyond.
+        ([HEADER, "0,1e300,5,4", *EPISODE[1:]],
+         re.escape("line 2: on_hand_0 is '1e300', outside the allowed range [0, 1e+06] (U, the "
+                   "chain's unit limit: see echelon.data.dataset.unit_limit)")),
+        ([HEADER, EPISODE[0], "1,6,1e300,9", EPISODE[2]],
+         re.escape("line 3: order_0 is '1e300', outside the allowed range [0, 1e+06]")),
+        ([HEADER, EPISODE[0], EPISODE[1], "2,2,3,2e6"],
+         re.escape("line 4: demand is '2e6', outside the allowed range [0, 1e+06]")),
+        (["episode," + HEADER, "1e20,0,10,5,4"],
+         re.escape("line 2: episode is '1e20', outside the allowed range [0, 9.0072e+15] (labels "
+                   "must be exact in float64)")),
+        ([HEADER, "1e300,10,5,4"], "line 2: period 1e[+]300 is outside 0..2"),
+        ([HEADER, "0,10,5," + "1" * 1000],
+         re.escape("line 2: demand is not finite: '" + "1" * 40 + "'... (1,000 characters)")),
+        ([HEADER + "," + "x" * 5000], re.escape("line 1: unknown column '" + "x" * 40 + "'... "
+                                                "(5,000 characters)")),
         # On-hand that the simulator does not reach: at the start, and after earlier rows.
         ([HEADER, "0,11,5,4", *EPISODE[1:]],
          "line 2: on_hand_0 does not match the simulator: expected 10.0, got 11.0"),
@@ -294,3 +310,45 @@ def test_export_refuses_what_the_format_cannot_hold(tmp_path):
     with pytest.raises(DatasetError, match="episode 1 has 11 periods, the chain has 12"):
         export_log(short, tmp_path / "log.csv")
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+# --- files that are no log at all ----------------------------------------------------------------
+
+
+def test_odd_files_are_refused_with_the_file_named(tmp_path):
+    path = tmp_path / "log.csv"
+    rng = np.random.default_rng(0)
+
+    def refused(content: bytes, message: str) -> None:
+        path.write_bytes(content)
+        with pytest.raises(DatasetError, match=re.escape(f"{path}") + message):
+            import_log(path, ONE_STAGE)
+
+    refused(rng.bytes(4096), ": not a UTF-8 text file")
+    refused(b"\x00\x01\x02," * 100 + b"\n" + b"\x00\n" * 3, ", line 1: unknown column")
+    refused(b"", ", line 1: no header row")
+    refused(b"\n\n\n", ", line 1: no header row")
+    refused(f"{HEADER}\n".encode(), ", line 1: no data rows after the header")
+    refused(f"{HEADER}\n0,10,{'9' * 200_000},4\n".encode(),
+            re.escape(", line 2: not valid CSV: field larger than field limit (131072)"))
+    refused("\n".join([HEADER, *EPISODE]).encode("utf-16"), ": not a UTF-8 text file")
+    with pytest.raises(DatasetError, match=re.escape(f"{tmp_path}: is a folder, not a log file")):
+        import_log(tmp_path, ONE_STAGE)
+
+
+def test_a_byte_order_mark_is_skipped(tmp_path):
+    plain = write(tmp_path, [HEADER, *EPISODE], "plain.csv")
+    marked = tmp_path / "marked.csv"
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    assert_same_transitions(import_log(marked, ONE_STAGE), import_log(plain, ONE_STAGE))
+
+
+def test_a_backlog_replayed_beyond_the_unit_limit_is_refused(tmp_path):
+    # Each period's demand is within the limit (1e6), but in v0 the unmet demand adds up.
+    path = write(tmp_path, [HEADER, "0,10,0,900000", "1,0,0,900000", "2,0,0,900000"])
+    assert import_log(path, ONE_STAGE).log["unfulfilled"].max() == 900_000  # lost sales: fine
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{path}: the replayed log is not a valid dataset: log/unfulfilled must lie in "
+            "[0, 1e+06] (U, the chain's unit limit: see echelon.data.dataset.unit_limit); row 1, "
+            "column 0 holds 1799990.0")):
+        import_log(path, ONE_STAGE.replace(backlog=True))

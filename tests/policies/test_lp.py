@@ -5,12 +5,17 @@ import copy
 import numpy as np
 import pytest
 
+from echelon._limits import SizeLimitError
 from echelon.policies.base import Policy
 from echelon.policies.base_stock import EchelonBaseStock, RequestMode
 from echelon.policies.lp import (
+    ScenarioLP,
     ShrinkingHorizonLP,
+    _PlanningLP,
+    lp_bytes,
     perfect_information_bound,
     perfect_information_plan,
+    plan_bytes,
     scheduled_arrivals,
 )
 from echelon.sim import core
@@ -273,3 +278,36 @@ def test_shrinking_horizon_lp_is_deterministic_and_shares_solves():
     np.testing.assert_array_equal(copied, first)
     with pytest.raises(ValueError, match="forecast"):
         ShrinkingHorizonLP(config, forecast=-1.0)
+
+
+def test_lp_bytes_counts_the_nonzeros_of_the_built_matrix():
+    chains = (ChainConfig(), ChainConfig(backlog=True),
+              ChainConfig(periods=12, lead_time=(0, 2, 0)))
+    for config in chains:
+        model = _PlanningLP(config, config.periods).highs.getLp()
+        nonzeros = len(model.a_matrix_.value_)
+        per_nonzero = lp_bytes(config, config.periods) / nonzeros
+        assert 800 <= per_nonzero < 900  # the bound per period is nearly tight
+
+
+def test_lps_too_large_for_memory_are_refused_before_they_are_built(monkeypatch):
+    monkeypatch.setenv("ECHELON_MEMORY_LIMIT_GIB", "4")
+    long = ChainConfig(periods=10**6)
+    with pytest.raises(SizeLimitError,
+                       match=r"a planning LP over 1,000,000 periods.*reduce periods"):
+        _PlanningLP(long, long.periods)
+    with pytest.raises(SizeLimitError, match=r"reduce periods"):
+        ShrinkingHorizonLP(ChainConfig(periods=1000))  # 1,000 LPs of 1 .. 1,000 periods
+    assert ShrinkingHorizonLP(ChainConfig(periods=200)).config.periods == 200
+    with pytest.raises(SizeLimitError, match=r"a scenario LP of 100,000 scenarios over 30 "
+                                             r"periods.*reduce scenarios or periods"):
+        ScenarioLP(ChainConfig(), 30, 100_000)
+
+
+def test_perfect_information_plans_are_refused_over_the_memory_limit(monkeypatch):
+    config = ChainConfig()
+    paths = config.demand.sample(np.random.default_rng(0), 3, config.periods)
+    monkeypatch.setenv("ECHELON_MEMORY_LIMIT_GIB", str(plan_bytes(config, 2) / 2**30))
+    assert perfect_information_plan(config, paths[:2]).profit.shape == (2,)
+    with pytest.raises(SizeLimitError, match=r"perfect-information plans of 3 paths of 30 periods"):
+        perfect_information_plan(config, paths)

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from echelon._limits import SizeLimitError
 from echelon.policies import search
 from echelon.policies.base_stock import (
     EchelonBaseStock,
@@ -15,6 +16,7 @@ from echelon.policies.base_stock import (
 )
 from echelon.policies.search import (
     Family,
+    SearchConfig,
     evaluate,
     from_params,
     grid_search,
@@ -22,6 +24,7 @@ from echelon.policies.search import (
     optimize,
     paper_grid,
     pattern_search,
+    run_search,
     to_params,
     wide_bounds,
 )
@@ -122,8 +125,9 @@ def test_evaluate_in_chunks_equals_one_chunk(monkeypatch):
     paths = _paths(3, 10)
     vectors = VECTORS[Family.TIME_AWARE]
     whole = evaluate(CONFIG, Family.TIME_AWARE, vectors, paths)
-    # At most 25 episodes per call: two vectors (20 episodes) per chunk, so chunks of 2 and 1.
-    monkeypatch.setattr(search, "_EPISODES_PER_CALL", 25)
+    # At most 25 episodes of T periods per call: two vectors (20 episodes) per chunk, so chunks
+    # of 2 and 1.
+    monkeypatch.setattr(search, "_VALUES_PER_CALL", 25 * CONFIG.periods)
     done = []
     chunked = evaluate(CONFIG, Family.TIME_AWARE, vectors, paths, on_chunk=done.append)
     assert done == [2, 1]
@@ -358,3 +362,44 @@ def test_optimize_rejects_bad_counts(paths):
         optimize(CONFIG, Family.BASE_STOCK, search_paths, rank_paths, top_k=0)
     with pytest.raises(ValueError, match="top_k and starts must be >= 1"):
         optimize(CONFIG, Family.BASE_STOCK, search_paths, rank_paths, starts=0)
+
+
+def test_long_horizons_are_scored_in_smaller_calls_with_the_same_profits(monkeypatch):
+    config = ChainConfig(periods=400)
+    paths = config.demand.sample(np.random.default_rng(4), 6, config.periods)
+    vectors = np.array([[80.0, 180.0, 40.0], [100.0, 220.0, 300.0], [60.0, 90.0, 120.0]])
+    # Two vectors' 12 episodes of 400 periods fit in a call of 5,000 values, not three.
+    monkeypatch.setattr(search, "_VALUES_PER_CALL", 5_000)
+    done = []
+    profits = evaluate(config, Family.BASE_STOCK, vectors, paths, on_chunk=done.append)
+    assert done == [2, 1]
+    for vector, row in zip(vectors, profits):
+        assert np.array_equal(row, rollout(config, EchelonBaseStock(config, vector), paths).profit)
+
+
+def test_scoring_is_refused_over_the_memory_limit(monkeypatch):
+    paths = _paths(0, 50)
+    grid = paper_grid(3)
+    needed = search.search_bytes(CONFIG, len(grid), 50)
+    assert needed >= 8 * len(grid) * 50  # the (K, E) profits at least
+    monkeypatch.setenv("ECHELON_MEMORY_LIMIT_GIB", str(needed / 2**30 / 2))
+    with pytest.raises(SizeLimitError, match=r"scoring 2,744 parameter settings on 50 demand paths "
+                                             r"of 30 periods.*reduce search\.episodes"):
+        evaluate(CONFIG, Family.BASE_STOCK, grid, paths)
+
+
+def test_a_search_on_too_many_paths_is_refused_before_drawing(monkeypatch):
+    monkeypatch.setenv("ECHELON_MEMORY_LIMIT_GIB", "4")
+    for space, family in (("paper", "base-stock"), ("wide", "time-aware")):
+        settings = SearchConfig(space=space, family=family, episodes=10**8)
+        with pytest.raises(SizeLimitError, match=rf"a {space} search on 100,000,000 demand paths "
+                                                 r"of 30 periods.*reduce search\.episodes"):
+            run_search(CONFIG, settings, np.random.SeedSequence(0))
+
+
+def test_the_paper_grid_of_many_stages_is_refused_before_it_is_built(monkeypatch):
+    monkeypatch.setenv("ECHELON_MEMORY_LIMIT_GIB", "4")
+    assert len(paper_grid(3)) == 14**3 and len(search.PAPER_LEVELS) == 14
+    with pytest.raises(SizeLimitError, match=r"the paper's grid of 20,661,046,784 settings for 9 "
+                                             r"stages.*reduce the number of stages"):
+        paper_grid(9)

@@ -124,13 +124,28 @@ def test_zero_costs_and_zero_stock_are_allowed():
 
 
 def test_lead_time_must_be_whole_and_non_negative():
-    with pytest.raises(ValueError, match=r"lead_time\[2\] must be finite and >= 0"):
+    with pytest.raises(ValueError,
+                       match=r"lead_time\[2\] must be a whole number of periods in \[0, 30\]"):
         ChainConfig(lead_time=[3, 5, -1])
     with pytest.raises(ValueError, match="lead_time must hold whole numbers"):
         ChainConfig(lead_time=[3, 5.5, 10])
     with pytest.raises(ValueError, match="lead_time must hold whole numbers"):
         ChainConfig(lead_time=[3, math.nan, 10])
     assert ChainConfig(lead_time=[0, 0, 0]).observation_size == 3
+
+
+def test_lead_time_may_not_exceed_the_horizon_or_orgyms_longest_default():
+    # L = 100,000 over 30 periods once made 1.4 GB of observations for 3 episodes.
+    with pytest.raises(ValueError, match=r"lead_time\[2\] must be a whole number of periods in "
+                                         r"\[0, 30\].*got 100000"):
+        ChainConfig(lead_time=[3, 5, 100_000])
+    with pytest.raises(ValueError, match=r"lead_time\[0\] .* in \[0, 40\].*got 41"):
+        ChainConfig(periods=40, lead_time=[41, 1, 1])
+    assert ChainConfig(periods=40, lead_time=[40, 1, 1]).max_lead_time == 40
+    # OR-Gym's default chain stays valid over any horizon (a conformance fixture plays 5 periods).
+    assert ChainConfig(periods=1).lead_time == (3, 5, 10)
+    with pytest.raises(ValueError, match=r"lead_time\[1\] .* in \[0, 10\].*got 11"):
+        ChainConfig(periods=5, lead_time=[3, 11, 10])
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, "30", True, None])

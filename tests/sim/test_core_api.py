@@ -43,6 +43,42 @@ def test_bad_orders_raise_and_leave_the_state_usable(orders, match):
     assert next_state.period == 1 and out.requests.tolist() == [[1.0, 1.0, 1.0]] * 2
 
 
+@pytest.mark.parametrize(
+    "orders",
+    [np.ones((2, 3), dtype=bool), np.ones((2, 3), dtype=complex), np.full((2, 3), "1"),
+     np.ones((2, 3), dtype=object), [[True, False, True], [True, True, True]]],
+    ids=["bool", "complex", "str", "object", "bool-list"],
+)
+def test_orders_that_are_not_real_numbers_raise(orders):
+    config = ChainConfig()
+    state = core.reset(config, np.zeros((2, config.periods)))
+    with pytest.raises(ValueError, match=r"orders must be real numbers \(int or float\), got an "
+                                         r"array of dtype"):
+        core.step(config, state, orders)
+
+
+def test_integer_and_float32_orders_are_real_numbers():
+    config = ChainConfig()
+    kinds = (np.full((2, 3), 7.0), np.full((2, 3), 7), np.full((2, 3), 7.5, np.float32))
+    outs = [core.step(config, core.reset(config, np.zeros((2, config.periods))), orders)[1]
+            for orders in kinds]
+    assert all(out.requests.tolist() == [[7.0] * 3] * 2 for out in outs)
+
+
+def test_requests_are_capped_at_max_request_and_exact_below_it():
+    config = ChainConfig()
+    big = core.MAX_REQUEST
+    orders = np.array([[big - 1.0, big, np.nextafter(big, np.inf)],
+                       [1e300, np.finfo(float).max, 123.9]])
+    _, out = core.step(config, core.reset(config, np.zeros((2, config.periods))), orders)
+    assert big == 2.0**53
+    assert out.requests.tolist() == [[big - 1.0, big, big], [big, big, 123.0]]
+    # The default chain ships 100, 90 and 80 in period 0; the rest of each request is unfilled.
+    assert out.unfulfilled[0, 1:].tolist() == [big - 101.0, big - 90.0, big - 80.0]
+    assert np.all(np.isfinite(out.reward)) and np.all(np.isfinite(out.stage_profit))
+    assert orders[1, 1] == np.finfo(float).max  # the caller's orders are left as they were
+
+
 def test_one_episode_needs_a_row_of_orders():
     config = ChainConfig()
     state = core.reset(config, np.zeros(config.periods))

@@ -360,3 +360,60 @@ def test_all_zero_lead_times_deliver_in_the_same_period(backlog):
     # Retailer 100 + 50 - 30; distributor 100 + 20 - 50; manufacturer 200 + 10 - 20.
     assert out.on_hand.tolist() == [[120.0, 70.0, 190.0]]
     assert core.observation(config, state).tolist() == [[120.0, 70.0, 190.0]]
+
+
+# Absurd orders: any finite value, however large, gives finite results ---------------------------
+
+_LARGEST = float(np.finfo(np.float64).max)
+_any_finite = st.floats(-_LARGEST, _LARGEST, allow_nan=False, allow_infinity=False)
+_huge = st.one_of(st.floats(1e15, _LARGEST), st.just(_LARGEST), _any_finite)
+
+
+@st.composite
+def huge_scenarios(draw):
+    """A chain, N demand paths (N, T) of whole units 0-80, and orders (T, N, S), mostly huge."""
+    config = draw(chains())
+    episodes = draw(st.integers(1, 4))
+    demand = draw(hnp.arrays(np.float64, (episodes, config.periods),
+                             elements=st.integers(0, 80).map(float)))
+    orders = draw(hnp.arrays(np.float64, (config.periods, episodes, config.stages),
+                             elements=_huge))
+    return config, demand, orders
+
+
+def _assert_finite(trace):
+    for name, values in trace.items():
+        assert np.all(np.isfinite(values)), name
+
+
+@SETTINGS
+@given(huge_scenarios())
+def test_any_finite_order_gives_finite_rewards_and_states(scenario):
+    config, demand, orders = scenario
+    trace = _play(config, demand, orders)
+    _assert_finite(trace)
+    capped = np.floor(np.clip(orders, 0.0, core.MAX_REQUEST))
+    assert np.array_equal(trace["requests"], capped)
+    # A carried request grows by at most the cap a period (v0); nothing is carried in v1.
+    periods = np.arange(1, config.periods + 1)[:, None, None]
+    assert np.all(trace["unfulfilled"][:, :, 1:] <= periods * core.MAX_REQUEST)
+
+
+@pytest.mark.parametrize("backlog", [False, True])
+@pytest.mark.parametrize("periods", [30, 2000])
+@pytest.mark.parametrize("penalty", [None, 1e6], ids=["orgym-costs", "penalty-1e6"])
+def test_largest_orders_every_period_give_finite_rewards(backlog, periods, penalty):
+    # An order of 1.7e308 in OR-Gym's v0 overflowed the backlog, and then the reward, to -inf.
+    config = ChainConfig(backlog=backlog, periods=periods)
+    if penalty is not None:
+        config = config.replace(unfulfilled_penalty=[penalty] * 4)
+    rng = np.random.default_rng(periods)
+    demand = config.demand.sample(rng, 3, periods)
+    orders = np.stack([np.full((periods, 3), _LARGEST),
+                       _LARGEST * rng.uniform(-1.0, 1.0, size=(periods, 3)),
+                       rng.choice([_LARGEST, 1e300, 0.0], size=(periods, 3))], axis=1)
+    trace = _play(config, demand, orders)
+    _assert_finite(trace)
+    assert trace["requests"].max() == core.MAX_REQUEST
+    if backlog:  # the first episode's requests pile up, 2^53 more each period
+        assert trace["backlog"][-1, 0, 1:].min() > (periods - 1) * core.MAX_REQUEST

@@ -5,8 +5,9 @@ import math
 import numpy as np
 import pytest
 
+from echelon._limits import SizeLimitError
 from echelon.sim import Binomial, DemandPath, DiscreteUniform, Geometric, Poisson, run_streams
-from echelon.sim.demand import check_paths, demand_from_dict, demand_to_dict
+from echelon.sim.demand import check_paths, demand_bytes, demand_from_dict, demand_to_dict
 
 LAWS = [Poisson(20.0), Poisson(0.5), Binomial(40, 0.5), Binomial(7, 0.9), DiscreteUniform(10, 31),
         DiscreteUniform(0, 2), Geometric(0.05), Geometric(0.5)]
@@ -186,3 +187,35 @@ def test_run_streams_rejects_bad_seeds(bad):
 def test_a_parameter_given_as_a_string_names_the_parameter():
     with pytest.raises(ValueError, match="demand.mu"):
         Poisson(mu="20")
+
+
+@pytest.mark.parametrize("law", LAWS + [DemandPath((3.0,) * 30)], ids=LAW_IDS + ["path"])
+def test_sample_refuses_sizes_over_the_memory_limit_before_drawing(law, monkeypatch):
+    monkeypatch.setenv("ECHELON_MEMORY_LIMIT_GIB", "4")
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    with pytest.raises(SizeLimitError, match=r"drawing 1,000,000,000,000 demand paths of 30 "
+                                             r"periods would need about .* TiB of memory, over the "
+                                             r"limit of 4\.0 GiB; reduce episodes or periods"):
+        law.sample(rng, 10**12, 30)
+    assert rng.bit_generator.state == state  # nothing was drawn
+    assert issubclass(SizeLimitError, ValueError)
+
+
+def test_the_memory_limit_follows_the_environment(monkeypatch):
+    law = Poisson(20.0)
+    assert demand_bytes(100, 30) == 16 * 100 * 30  # int64 draws and their float64 copy
+    monkeypatch.setenv("ECHELON_MEMORY_LIMIT_GIB", str(40_000 / 2**30))
+    assert law.sample(np.random.default_rng(0), 50, 50).shape == (50, 50)  # exactly 40,000 bytes
+    with pytest.raises(SizeLimitError, match=r"reduce episodes or periods, or raise the limit "
+                                             r"with ECHELON_MEMORY_LIMIT_GIB=<GiB>"):
+        law.sample(np.random.default_rng(0), 51, 50)
+
+
+@pytest.mark.parametrize(("episodes", "periods", "match"),
+                         [(-1, 3, "episodes must be an integer >= 0, got -1"),
+                          (2.0, 3, "episodes must be an integer >= 0, got 2.0"),
+                          (2, True, "periods must be an integer >= 0, got True")])
+def test_sample_refuses_sizes_that_are_not_counts(episodes, periods, match):
+    with pytest.raises(ValueError, match=match):
+        Poisson(20.0).sample(np.random.default_rng(0), episodes, periods)

@@ -1,5 +1,6 @@
 """The Gymnasium envs ``echelon/InvManagement-v1`` and ``-v0`` over the core."""
 
+import fractions
 import math
 import warnings
 
@@ -7,8 +8,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import echelon
+from echelon._limits import SizeLimitError
 from echelon.sim import ChainConfig
 
 IDS = ["echelon/InvManagement-v1", "echelon/InvManagement-v0"]
@@ -202,3 +207,71 @@ def test_info_holds_the_period_internals(env_id):
         assert info["backlog"].tolist() == unfilled and info["lost_sales"].tolist() == [0.0] * 4
     else:
         assert info["lost_sales"].tolist() == unfilled and info["backlog"].tolist() == [0.0] * 4
+
+
+@pytest.mark.parametrize(
+    "action",
+    ["abc", ["1", "2", "3"], np.array(["1", "2", "3"]), [1 + 2j, 1, 1],
+     np.array([1, 2, 3], complex), [True, 2, 3], [np.True_, 2, 3], np.array([True, False, True]),
+     [None, 1, 2],
+     np.array([1, "a", 3], dtype=object), [[1, 2], [3]], {"a": 1}],
+    ids=["str", "str-list", "str-array", "complex-list", "complex-array", "bool-in-list",
+         "numpy-bool-in-list", "bool-array", "none", "object-array", "ragged", "dict"],
+)
+def test_actions_that_are_not_real_numbers_raise(action):
+    env = gym.make(IDS[0]).unwrapped
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"action must be 3 real numbers \(int or float; not bool, "
+                                         r"complex or str\), shaped \(3,\); got "):
+        env.step(action)
+    env.step(np.zeros(3))  # the episode goes on
+
+
+@pytest.mark.parametrize(
+    "action",
+    [[7, 8, 9], (7, 8, 9), np.array([7, 8, 9], dtype=np.int8), np.array([7, 8, 9], dtype=object),
+     [fractions.Fraction(15, 2), 8.0, 9], [np.float32(7.0), np.array(8), 9]],
+    ids=["int-list", "tuple", "int8", "object-ints", "fraction", "numpy-scalars"],
+)
+def test_real_numbers_of_any_type_are_actions(action):
+    env = gym.make(IDS[0]).unwrapped
+    env.reset(seed=0)
+    want = env.step(np.array([7.0, 8.0, 9.0]))
+    env.reset(seed=0)
+    got = env.step(action)
+    assert np.array_equal(got[0], want[0]) and got[1] == want[1]
+
+
+_LARGEST = float(np.finfo(np.float64).max)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+@settings(max_examples=25, deadline=None)
+@given(actions=hnp.arrays(np.float64, (60, 3), elements=st.one_of(
+    st.just(_LARGEST), st.floats(1e15, _LARGEST),
+    st.floats(-_LARGEST, _LARGEST, allow_nan=False, allow_infinity=False))))
+def test_huge_finite_actions_give_finite_rewards_for_many_periods(env_id, actions):
+    env = gym.make(env_id, periods=60).unwrapped
+    env.reset(seed=1)
+    for action in actions:
+        obs, reward, terminated, _, info = env.step(action)
+        assert math.isfinite(reward) and np.all(np.isfinite(obs))
+        assert all(np.all(np.isfinite(value)) for value in info.values())
+        assert info["requests"].max() <= 2.0**53
+    assert terminated
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_an_order_of_1e308_every_period_stays_finite(env_id):
+    # OR-Gym 0.5.0's v0 returns a reward of -inf from the second period of such orders.
+    env = gym.make(env_id).unwrapped
+    env.reset(seed=0)
+    rewards = [env.step(np.full(3, 1.7e308))[1] for _ in range(30)]
+    assert all(math.isfinite(r) for r in rewards)
+
+
+def test_reset_refuses_a_horizon_too_long_for_memory(monkeypatch):
+    monkeypatch.setenv("ECHELON_MEMORY_LIMIT_GIB", "4")
+    env = gym.make(IDS[0], periods=10**9).unwrapped  # building the env allocates nothing
+    with pytest.raises(SizeLimitError, match=r"1,000,000,000 periods.*reduce episodes or periods"):
+        env.reset(seed=0)

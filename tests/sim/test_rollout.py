@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from echelon.sim.rollout import rollout, rollout_blocks
+from echelon._limits import SizeLimitError
 from echelon.policies import EchelonBaseStock, RequestMode
 from echelon.sim import ChainConfig, Poisson, core
+from echelon.sim.rollout import _blocks, rollout, rollout_blocks, rollout_bytes, rollout_in_blocks
 
 
 class _OrderUpToFromObservation:
@@ -166,3 +167,88 @@ def test_reset_copies_the_callers_demand():
     state = core.reset(config, demand)
     demand[:] = 99.0
     assert state.demand.tolist() == [[5.0, 5.0, 5.0]]
+
+
+class _Fixed:
+    """The same orders in every period for every episode (a batch-independent policy)."""
+
+    reads_observation = False
+
+    def __init__(self, orders):
+        self.orders = np.asarray(orders, dtype=float)
+
+    def act(self, obs, state):
+        return np.broadcast_to(self.orders, (state.episodes, len(self.orders)))
+
+
+@pytest.mark.parametrize(("episodes", "block_size"), [(150, 7), (15, 7), (8, 7), (9, 2), (1, 1)])
+@pytest.mark.parametrize("backlog", [False, True])
+def test_rollout_in_blocks_equals_one_rollout_in_every_field(episodes, block_size, backlog):
+    # Fractional demand: a sum over periods is the same bits only if added in the same order,
+    # which a lone one-episode block would not do (15 = 7 + 7 + 1 and 8 = 7 + 1 merge it).
+    config = ChainConfig(backlog=backlog)
+    demand = np.random.default_rng(3).uniform(0.0, 40.0, size=(episodes, config.periods))
+    policy = EchelonBaseStock(config, [80.0, 180.0, 40.0], RequestMode.RAW)
+    whole = rollout(config, policy, demand)
+    blocked = rollout_in_blocks(config, lambda block: policy, demand, block_size=block_size)
+    for name in ("profit", "undiscounted_profit", "demand", "retail_sales", "mean_on_hand"):
+        assert np.array_equal(getattr(blocked, name), getattr(whole, name)), name
+    assert blocked.trajectory is None
+
+
+def test_blocks_never_hold_one_episode_and_shrink_for_long_horizons(monkeypatch):
+    monkeypatch.setenv("ECHELON_MEMORY_LIMIT_GIB", "4")
+    config = ChainConfig()
+    sizes = [b.stop - b.start for b in _blocks(config, 15, 7)]
+    assert sizes == [7, 8]
+    assert [b.stop - b.start for b in _blocks(config, 0, 7)] == [0]
+    long = ChainConfig(periods=20_000)  # 3.4 MB of state an episode
+    per_block = {b.stop - b.start for b in _blocks(long, 1000, 8192)[:-1]}
+    assert per_block == {256 * 2**20 // rollout_bytes(long, 1)}
+    assert max(per_block) * rollout_bytes(long, 1) <= 256 * 2**20
+
+
+def test_reset_bytes_is_the_state_it_allocates():
+    config = ChainConfig(backlog=True)
+    state = core.reset(config, np.zeros((13, config.periods)))
+    arrays = (state.on_hand, state.pipeline, state.backlog, state.demand, state.requests,
+              state.shipped)
+    assert core.reset_bytes(config, 13) == sum(a.nbytes for a in arrays)
+
+
+def test_rollout_bytes_covers_the_trajectory():
+    config = ChainConfig()
+    demand = _demand(config, 9, seed=1)
+    trajectory = rollout(config, EchelonBaseStock(config, [80.0, 180.0, 40.0]), demand,
+                         record=True).trajectory
+    recorded = sum(array.nbytes for array in trajectory.values())
+    plain = rollout_bytes(config, 9)
+    assert rollout_bytes(config, 9, record=True) == plain + recorded
+
+
+def test_rollout_and_reset_refuse_over_the_memory_limit(monkeypatch):
+    config = ChainConfig()
+    demand = _demand(config, 100, seed=0)
+    policy = EchelonBaseStock(config, [80.0, 180.0, 40.0])
+    limit = rollout_bytes(config, 100)  # enough without the trajectory, not with it
+    monkeypatch.setenv("ECHELON_MEMORY_LIMIT_GIB", str(limit / 2**30))
+    assert rollout(config, policy, demand).profit.shape == (100,)
+    with pytest.raises(SizeLimitError, match=r"a rollout of 100 episodes of 30 periods with its "
+                                             r"trajectory would need .*reduce episodes or periods"):
+        rollout(config, policy, demand, record=True)
+    monkeypatch.setenv("ECHELON_MEMORY_LIMIT_GIB", str(core.reset_bytes(config, 99) / 2**30))
+    with pytest.raises(SizeLimitError, match=r"the state of 100 episodes of 30 periods"):
+        core.reset(config, demand)
+    # Blocks stream what one batch cannot hold, with the same profits.
+    blocked = rollout_blocks(config, lambda block: policy, demand, workers=1)
+    monkeypatch.delenv("ECHELON_MEMORY_LIMIT_GIB")
+    assert np.array_equal(blocked, rollout(config, policy, demand).profit)
+
+
+def test_a_horizon_of_a_billion_periods_is_refused_not_attempted(monkeypatch):
+    monkeypatch.setenv("ECHELON_MEMORY_LIMIT_GIB", "4")
+    config = ChainConfig(periods=10**9)
+    with pytest.raises(SizeLimitError, match=r"1,000,000,000 periods"):
+        config.demand.sample(np.random.default_rng(0), 1, config.periods)
+    with pytest.raises(SizeLimitError, match=r"a rollout of 1 episode of 1,000,000,000 periods"):
+        rollout(config, _Fixed([1.0, 1.0, 1.0]), np.zeros((1, 10)))  # sized before it is read

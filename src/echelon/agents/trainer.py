@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from echelon._fields import check_types
 from echelon._io import atomic_write
 from echelon.agents.common import Batch
 from echelon.agents.registry import ALGORITHMS, algorithm_config
@@ -95,6 +96,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+_PREPROCESSING_KEYS = ("obs_mean", "obs_std", "action_low", "action_high", "time_feature", "periods")
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """How raw observations and actions map to what the networks see (kept in the checkpoint)."""
@@ -134,9 +138,40 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
-        arrays = {k: np.asarray(data[k], dtype=np.float64)
-                  for k in ("obs_mean", "obs_std", "action_low", "action_high")}
-        return cls(**arrays, time_feature=bool(data["time_feature"]), periods=int(data["periods"]))
+        """Inverse of :meth:`to_dict`, checked.
+
+        Raises:
+            ValueError: Naming the key that is missing or wrong: the arrays must be
+                one-dimensional lists of finite numbers, ``obs_std`` > 0, ``action_high`` >
+                ``action_low`` of the same length, ``time_feature`` a bool, ``periods`` an
+                integer >= 1.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"preprocessing must be a dict, got {type(data).__name__}")
+        missing = [k for k in _PREPROCESSING_KEYS if k not in data]
+        if missing:
+            raise ValueError(f"preprocessing lacks {missing}")
+        arrays = {}
+        for key in ("obs_mean", "obs_std", "action_low", "action_high"):
+            value = data[key]
+            ok = isinstance(value, (list, tuple)) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            array = np.asarray(value, dtype=np.float64) if ok else None
+            if array is None or array.ndim != 1 or len(array) < 1 or not np.all(np.isfinite(array)):
+                raise ValueError(f"preprocessing.{key} must be a non-empty list of finite numbers")
+            arrays[key] = array
+        if len(arrays["obs_std"]) != len(arrays["obs_mean"]) or np.any(arrays["obs_std"] <= 0):
+            raise ValueError("preprocessing.obs_std must be > 0, one entry per obs_mean entry")
+        low, high = arrays["action_low"], arrays["action_high"]
+        if len(high) != len(low) or np.any(high <= low):
+            raise ValueError("preprocessing.action_high must exceed action_low, stage by stage")
+        if not isinstance(data["time_feature"], bool):
+            raise ValueError(f"preprocessing.time_feature must be true or false, got "
+                             f"{data['time_feature']!r}")
+        periods = data["periods"]
+        if isinstance(periods, bool) or not isinstance(periods, int) or periods < 1:
+            raise ValueError(f"preprocessing.periods must be an integer >= 1, got {periods!r}")
+        return cls(**arrays, time_feature=data["time_feature"], periods=periods)
 
 
 def split_episodes(episodes: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -221,20 +256,33 @@ def train(
         The checkpoint's path and the metrics.
 
     Raises:
+        ValueError: If the algorithm is unknown, ``algo_config`` is not its config, or the device
+            is not available; nothing is created then.
         CheckpointError: If ``out`` holds a checkpoint and ``resume`` is off, or the checkpoint
             to resume does not match this run.
         TrainingDiverged: If a loss becomes NaN or infinite (the last checkpoint is kept).
     """
+    # Every argument is checked before the folder is created, so that a refused run leaves
+    # nothing behind.
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {algorithm!r}")
+    if not isinstance(algo_config, ALGORITHMS[algorithm].config):
+        raise ValueError(f"algo_config must be a {ALGORITHMS[algorithm].config.__name__} for "
+                         f"{algorithm}, got {type(algo_config).__name__}")
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if not isinstance(data, OfflineDataset):
+        raise ValueError(f"data must be an OfflineDataset, got {type(data).__name__}")
+    device = resolve_device(config.device)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out / CHECKPOINT_NAME
     if checkpoint_path.exists() and not resume:
         raise CheckpointError(
             f"{checkpoint_path} exists; pass resume to continue that run, or choose another folder"
         )
-    device = resolve_device(config.device)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file, not a folder for the run")
+    out.mkdir(parents=True, exist_ok=True)
     chain = data.chain
     train_eps, val_eps = split_episodes(data.episodes, config.validation_fraction, config.seed)
     train_rows = np.flatnonzero(np.isin(data.episode_ids, train_eps))
@@ -278,15 +326,26 @@ def train(
     if resume and checkpoint_path.exists():
         saved = load_checkpoint(checkpoint_path)
         for key in ("algorithm", "algo_config", "train_config", "dataset", "obs_dim", "total_steps"):
-            mine, theirs = _comparable(header[key]), _comparable(saved[key])
+            mine, theirs = _comparable(header[key]), _comparable(saved.get(key))
             if mine != theirs:
                 raise CheckpointError(
                     f"{checkpoint_path}: its {key} differs from this run's; it cannot be resumed"
                 )
-        learner.load_state_dict(saved["state"])
-        algo_generator.set_state(saved["rng"]["algo"].to(algo_generator.get_state().device))
-        data_generator.set_state(saved["rng"]["data"])
-        metrics = list(saved["metrics"])
+        rng, saved_metrics = saved.get("rng"), saved.get("metrics")
+        if (not isinstance(rng, dict) or not all(isinstance(rng.get(k), torch.Tensor)
+                                                 for k in ("algo", "data"))
+                or not isinstance(saved_metrics, list)
+                or not all(isinstance(row, dict) for row in saved_metrics)):
+            raise CheckpointError(f"{checkpoint_path}: its rng or metrics are missing or damaged; "
+                                  "it cannot be resumed")
+        try:
+            learner.load_state_dict(saved["state"])
+            algo_generator.set_state(rng["algo"].to(algo_generator.get_state().device))
+            data_generator.set_state(rng["data"])
+        except _STATE_ERRORS as error:
+            raise CheckpointError(f"{checkpoint_path}: its weights or random state do not fit "
+                                  f"this run: {error}") from None
+        metrics = list(saved_metrics)
         first_epoch = saved["epoch"] + 1
 
     autocast = torch.autocast(device.type, dtype=torch.bfloat16,
@@ -361,11 +420,30 @@ def _validate(learner, split: _Tensors, chunk: int = 4096) -> dict[str, float]:
     return {name: value / split.size for name, value in totals.items()}
 
 
+# What loading a damaged state dict into a module or optimizer raises: torch reports a shape or
+# key mismatch as RuntimeError, and a value of the wrong type as any of the others.
+_STATE_ERRORS = (KeyError, RuntimeError, TypeError, ValueError, IndexError, AttributeError)
+# The same for a chain dict that ChainConfig cannot take (a list where a number belongs, an
+# integer too large for a float).
+_CONFIG_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError,
+                  RecursionError)
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Reads a checkpoint file and checks that it is one of ours, of a known version.
+    """Reads a checkpoint file and checks everything an :class:`AgentPolicy` builds from it.
+
+    Returns:
+        The checkpoint's dict, as :func:`train` wrote it.
 
     Raises:
-        CheckpointError: If the file is missing, unreadable, or not an echelon agent checkpoint.
+        CheckpointError: Naming the file and what is wrong: it is missing, unreadable (empty,
+            truncated, or a pickle that is not plain data: it is loaded with
+            ``weights_only=True``), not an echelon agent checkpoint or of another version; a key
+            is missing or of the wrong type; the chain, ``algo_config`` (unknown keys, wrong
+            types, out of range) or ``train_config`` are invalid; ``obs_dim`` or ``action_dim``
+            are not positive integers or do not match the chain; the preprocessing is incomplete,
+            non-finite or of the wrong lengths; or ``state`` is not a dict or holds NaN or
+            infinite values.
     """
     path = Path(path)
     if path.is_dir():
@@ -376,19 +454,114 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for a damaged file
         raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or truncated?): {error}") from None
-    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
+    # Types first: a tensor compared with a string or a number gives a tensor, not a bool.
+    if not isinstance(saved, dict) or not isinstance(saved.get("format"), str) \
+            or saved["format"] != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not an echelon agent checkpoint")
-    if saved.get("version") != CHECKPOINT_VERSION:
+    if not _positive_int(saved.get("version")) or saved["version"] != CHECKPOINT_VERSION:
         raise CheckpointError(
-            f"{path}: checkpoint version {saved.get('version')}, this echelon reads {CHECKPOINT_VERSION}"
+            f"{path}: checkpoint version {_short(saved.get('version'))}, this echelon reads "
+            f"{CHECKPOINT_VERSION}"
         )
-    if saved.get("algorithm") not in ALGORITHMS:
-        raise CheckpointError(f"{path}: unknown algorithm {saved.get('algorithm')!r}")
-    missing = [k for k in ("algo_config", "chain", "obs_dim", "action_dim", "preprocessing", "state",
-                           "epoch") if k not in saved]
+    if not isinstance(saved.get("algorithm"), str) or saved["algorithm"] not in ALGORITHMS:
+        raise CheckpointError(f"{path}: unknown algorithm {_short(saved.get('algorithm'))}")
+    missing = [k for k in ("algo_config", "train_config", "chain", "obs_dim", "action_dim",
+                           "preprocessing", "state", "epoch") if k not in saved]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {missing}")
+    try:
+        _check_checkpoint(saved)
+    except ValueError as error:
+        raise CheckpointError(f"{path}: {error}") from None
     return saved
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _check_checkpoint(saved: dict[str, Any]) -> None:
+    """Raises ValueError naming the first key of a checkpoint that is wrong and how."""
+    for key in ("obs_dim", "action_dim", "epoch"):
+        if not _positive_int(saved[key]):
+            raise ValueError(f"{key} must be an integer >= 1, got {_short(saved[key])}")
+    if "total_steps" in saved and not _positive_int(saved["total_steps"]):
+        raise ValueError(f"total_steps must be an integer >= 1, got {_short(saved['total_steps'])}")
+    if not isinstance(saved["chain"], dict):
+        raise ValueError(f"chain must be a dict, got {type(saved['chain']).__name__}")
+    try:
+        chain = ChainConfig.from_dict(saved["chain"])
+    except _CONFIG_ERRORS as error:
+        raise ValueError(f"bad chain: {error}") from None
+    prep = Preprocessing.from_dict(saved["preprocessing"])
+    obs_dim = chain.observation_size + int(prep.time_feature)
+    time_note = " plus the time feature" if prep.time_feature else ""
+    for key, mine, want, what in (
+        ("obs_dim", saved["obs_dim"], obs_dim, f"the chain's observation size{time_note}"),
+        ("action_dim", saved["action_dim"], chain.stages, "the chain's number of stages"),
+        ("preprocessing.obs_mean length", len(prep.obs_mean), obs_dim, "obs_dim"),
+        ("preprocessing.action_low length", len(prep.action_low), chain.stages, "action_dim"),
+        ("preprocessing.action_low", prep.action_low.tolist(), [0.0] * chain.stages,
+         "the env's lowest orders"),
+        ("preprocessing.action_high", prep.action_high.tolist(), list(chain.capacity),
+         "the chain's capacities"),
+        ("preprocessing.periods", prep.periods, chain.periods, "the chain's periods"),
+    ):
+        if mine != want:
+            raise ValueError(f"{key} is {mine}, not {want} ({what})")
+    _check_config("algo_config", ALGORITHMS[saved["algorithm"]].config, saved["algo_config"])
+    try:
+        config = algorithm_config(saved["algorithm"], dict(saved["algo_config"]))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"bad algo_config: {error}") from None
+    if any(width < 1 for width in config.hidden):
+        raise ValueError(f"algo_config.hidden must hold layer sizes >= 1, got {list(config.hidden)}")
+    _check_config("train_config", TrainConfig, saved["train_config"])
+    try:
+        settings = TrainConfig(**saved["train_config"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"bad train_config: {error}") from None
+    if settings.time_feature != prep.time_feature:
+        raise ValueError(f"preprocessing.time_feature is {prep.time_feature}, "
+                         f"train_config.time_feature is {settings.time_feature}")
+    state = saved["state"]
+    if not isinstance(state, dict):
+        raise ValueError(f"state must be a dict of weights, got {type(state).__name__}")
+    # The learner allocates its networks from algo_config before the weights are compared with
+    # them: a damaged hidden size must not ask for more memory than the file's weights hold.
+    sizes = [saved["obs_dim"], *config.hidden, saved["action_dim"]]
+    actor = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    held = 0
+    stack: list[tuple[str, Any]] = [("state", state)]
+    while stack:  # a walk without recursion: the nesting comes from the file
+        where, value = stack.pop()
+        if isinstance(value, torch.Tensor):
+            held += value.numel()
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise ValueError(f"{where} holds NaN or infinite values")
+        elif isinstance(value, dict):
+            stack.extend((f"{where}/{k}", v) for k, v in value.items())
+        elif isinstance(value, (list, tuple)):
+            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(value))
+    if actor > held:
+        raise ValueError(f"algo_config.hidden {list(config.hidden)} needs an actor of {actor:,} "
+                         f"weights, the state holds {held:,} in all")
+
+
+def _check_config(key: str, cls: type, values: Any) -> None:
+    """Raises ValueError unless ``values`` is a dict of the config's fields, each of its type."""
+    if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
+        raise ValueError(f"{key} must be a dict of settings, got {type(values).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{key} has unknown settings {unknown}; known: {sorted(known)}")
+    check_types(key, cls, values)
 
 
 class AgentPolicy:
@@ -399,12 +572,14 @@ class AgentPolicy:
 
     Args:
         checkpoint: A ``checkpoint.pt`` or the folder holding it.
-        chain: If given, the chain the policy will act in; it must have the checkpoint's
-            observation and action sizes.
+        chain: If given, the chain the policy will act in; it must equal the chain the agent was
+            trained on in every field (costs, capacities, lead times, backlog, demand law, ...).
         device: Where to run the actor.
 
     Raises:
-        CheckpointError: If the checkpoint is corrupt or does not fit ``chain``.
+        CheckpointError: If the checkpoint is corrupt (see :func:`load_checkpoint`), its weights
+            do not fit the network, or it was trained on another chain than ``chain``; the
+            message names the differing fields with both values.
     """
 
     reads_observation = True
@@ -412,29 +587,48 @@ class AgentPolicy:
     def __init__(self, checkpoint: str | os.PathLike, chain: ChainConfig | None = None,
                  device: str = "cpu") -> None:
         saved = load_checkpoint(checkpoint)
+        self.checkpoint = checkpoint
         self.algorithm = saved["algorithm"]
         self.preprocessing = Preprocessing.from_dict(saved["preprocessing"])
         self.chain = ChainConfig.from_dict(saved["chain"])
-        if chain is not None and (chain.observation_size != self.chain.observation_size
-                                  or chain.stages != self.chain.stages):
-            raise CheckpointError(
-                f"{checkpoint}: trained on a chain with observation size "
-                f"{self.chain.observation_size} and {self.chain.stages} stages; this chain has "
-                f"{chain.observation_size} and {chain.stages}"
-            )
+        if chain is not None:
+            _check_same_chain(checkpoint, self.chain, chain)
         self.device = resolve_device(device)
-        config = algorithm_config(self.algorithm, saved["algo_config"])
-        self.learner = ALGORITHMS[self.algorithm].learner(
-            saved["obs_dim"], saved["action_dim"], config, saved.get("total_steps", 1),
-            torch.Generator(device=self.device), self.device,
-        )
+        config = algorithm_config(self.algorithm, dict(saved["algo_config"]))
         try:
+            self.learner = ALGORITHMS[self.algorithm].learner(
+                saved["obs_dim"], saved["action_dim"], config, saved.get("total_steps", 1),
+                torch.Generator(device=self.device), self.device,
+            )
             self.learner.load_state_dict(saved["state"])
-        except (KeyError, RuntimeError) as error:
+        except _STATE_ERRORS as error:
             raise CheckpointError(f"{checkpoint}: weights do not fit the network: {error}") from None
         self.epoch = saved["epoch"]
 
     def act(self, obs: np.ndarray | None, state) -> np.ndarray:
+        """(N, S) orders for (N, obs_size) observations at ``state.period``.
+
+        Raises:
+            CheckpointError: If the actor's output is NaN (finite but damaged weights can
+                overflow inside the network); orders are never NaN.
+        """
         inputs = torch.as_tensor(self.preprocessing.observations(obs, state.period), device=self.device)
         scaled = self.learner.act(inputs).cpu().numpy()
+        if np.isnan(scaled).any():
+            raise CheckpointError(f"{self.checkpoint}: the actor's output is NaN for these "
+                                  "observations (damaged weights?)")
         return self.preprocessing.unscale_actions(scaled)
+
+
+def _check_same_chain(checkpoint: str | os.PathLike, trained: ChainConfig, here: ChainConfig) -> None:
+    """Raises CheckpointError naming every field in which the two chains differ."""
+    theirs, mine = trained.to_dict(), here.to_dict()
+    differ = [f"{name} {theirs[name]!r} when trained, {mine[name]!r} here" for name in theirs
+              if theirs[name] != mine[name]]
+    if differ:
+        sizes = ""
+        if (trained.observation_size, trained.stages) != (here.observation_size, here.stages):
+            sizes = (f" (observation size {trained.observation_size} and {trained.stages} stages "
+                     f"there, {here.observation_size} and {here.stages} here)")
+        raise CheckpointError(f"{checkpoint}: trained on a different chain{sizes}: "
+                              f"{'; '.join(differ)}")

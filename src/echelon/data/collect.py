@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from echelon.data.dataset import OfflineDataset, from_trajectory
+from echelon._limits import check_memory, memory_limit
+from echelon.data.dataset import _LOG_FIELDS, _TRANSITION_FIELDS, OfflineDataset, from_trajectory
 from echelon.policies.base_stock import RequestMode
 from echelon.policies.mixture import Mixture
 from echelon.policies.noise import GaussianNoise
 from echelon.policies.search import Candidate, Family, from_params, make_policy
 from echelon.sim.config import ChainConfig
 from echelon.sim.demand import child_seeds
-from echelon.sim.rollout import rollout
+from echelon.sim.rollout import rollout, rollout_bytes
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,24 @@ class CollectConfig:
             raise ValueError(f"collect.noise_std must be >= 0, got {self.noise_std!r}")
 
 
+def collect_bytes(config: ChainConfig, episodes: int) -> int:
+    """Peak memory of :func:`collect` for E episodes, in bytes.
+
+    While the dataset is built, the demand paths (E, T), the recorded rollout
+    (:func:`~echelon.sim.rollout.rollout_bytes`) and the dataset itself coexist: M = E x T rows
+    of the schema of :mod:`echelon.data.dataset` (observations and next observations of
+    ``observation_size`` values, actions, rewards, flags, ids and the ``log/*`` arrays), plus
+    what the dataset's validation allocates (measured: about one float64 copy and one mask of
+    the observations).
+    """
+    width, stages = config.observation_size, config.stages
+    row = sum(np.dtype(dtype).itemsize * math.prod(trailing(width, stages))
+              for dtype, trailing in (*_TRANSITION_FIELDS.values(), *_LOG_FIELDS.values()))
+    validation = 9 * width + 64  # and int64 differences of the ids
+    rows = episodes * config.periods
+    return (8 * rows + rollout_bytes(config, episodes, record=True) + rows * (row + validation))
+
+
 def collect(
     config: ChainConfig,
     behaviours: Sequence[Behaviour],
@@ -93,11 +113,19 @@ def collect(
 
     Returns:
         The dataset, M = episodes x periods transitions.
+
+    Raises:
+        SizeLimitError: If the collection would exceed the memory limit (``echelon._limits``),
+            checked before anything is drawn; the message says how many episodes fit.
     """
     if not behaviours:
         raise ValueError("collection needs at least one behaviour policy")
     demand_seed, pick_seed, noise_seed = child_seeds(seed, 3)
     episodes, periods = settings.episodes, config.periods
+    fit = memory_limit() // collect_bytes(config, 1)
+    check_memory(f"collecting {episodes:,} episodes of {periods:,} periods",
+                 collect_bytes(config, episodes),
+                 reduce=f"collect.episodes (about {fit:,} fit) or chain.periods")
     demand = config.demand.sample(np.random.default_rng(demand_seed), episodes, periods)
     weights = np.array([b.weight for b in behaviours], dtype=np.float64)
     assignment = np.random.default_rng(pick_seed).choice(

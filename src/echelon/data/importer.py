@@ -12,16 +12,21 @@ other column may:
 | ``order_0`` .. ``order_{S-1}``  | yes      | units each stage requested from the stage above in the period (fractions are truncated by the simulator) |
 | ``demand``                      | yes      | customer demand at the retailer in the period         |
 
-Every value is a finite number >= 0. The first line is the header; blank lines are skipped.
+Every value is a finite number >= 0, and on-hand, orders and demand are at most the chain's unit
+limit U (:func:`~echelon.data.dataset.unit_limit`: max(1e6, 100 * max(max_i(I0_i + T c_i), T *
+mean demand)); a value beyond it, such as 1e300 units, is a corrupt or mis-scaled log, not a
+history), and an episode label is below 2**53 (exact in float64). The file is UTF-8 text (a BOM
+is skipped); the first line is the header; blank lines are skipped.
 
 Import replays the logged orders against the logged demand through the simulator core with the
 given chain, so rewards, observations, sales, shipments, unfulfilled units and end-of-period
 on-hand all come from the simulator, never from the file; the logged on-hand only serves as a
 check. A row is rejected with a :class:`~echelon.data.dataset.DatasetError` naming its line
 (1-based; the header is line 1) and the reason: a missing, unknown or duplicate column; a
-non-numeric, negative or non-finite value; a period out of sequence; an episode with fewer than
-T periods; or an on-hand that differs from the simulator's (by more than 1e-6 units plus 1e-9
-relative) given the chain's initial inventory and the episode's earlier rows.
+non-numeric, negative, non-finite or out-of-range value (the message gives the allowed range); a
+period out of sequence; an episode with fewer than T periods; or an on-hand that differs from the
+simulator's (by more than 1e-6 units plus 1e-9 relative) given the chain's initial inventory and
+the episode's earlier rows.
 """
 
 from __future__ import annotations
@@ -36,7 +41,13 @@ from pathlib import Path
 import numpy as np
 
 from echelon._io import atomic_write_text
-from echelon.data.dataset import DatasetError, OfflineDataset, from_trajectory
+from echelon.data.dataset import (
+    EXACT_SUM,
+    DatasetError,
+    OfflineDataset,
+    from_trajectory,
+    unit_limit,
+)
 from echelon.sim.config import ChainConfig
 from echelon.sim.core import ChainState
 from echelon.sim.rollout import rollout
@@ -44,6 +55,15 @@ from echelon.sim.rollout import rollout
 # How far a logged on-hand may be from the simulator's: logs written with a few decimals pass.
 _ABSOLUTE_TOLERANCE = 1e-6
 _RELATIVE_TOLERANCE = 1e-9
+# Longest text of a value or column name quoted in a message: a line of garbage stays readable.
+_QUOTED = 40
+
+
+def _quote(text: str) -> str:
+    """``repr(text)``, cut to about ``_QUOTED`` characters."""
+    if len(text) <= _QUOTED:
+        return repr(text)
+    return f"{text[:_QUOTED]!r}... ({len(text):,} characters)"
 
 
 def log_columns(stages: int, *, episode: bool = True) -> list[str]:
@@ -93,6 +113,7 @@ class _LogReader:
         self.path = path
         self.periods = chain.periods
         self.stages = chain.stages
+        self.units = unit_limit(chain)
 
     def fail(self, line: int, reason: str) -> DatasetError:
         return DatasetError(f"{self.path}, line {line}: {reason}")
@@ -107,9 +128,9 @@ class _LogReader:
         seen: dict[str, int] = {}
         for index, name in enumerate(names):
             if name in seen:
-                raise self.fail(1, f"column {name!r} appears more than once")
+                raise self.fail(1, f"column {_quote(name)} appears more than once")
             if name not in wanted:
-                raise self.fail(1, f"unknown column {name!r} {expected}")
+                raise self.fail(1, f"unknown column {_quote(name)} {expected}")
             seen[name] = index
         missing = [name for name in wanted if name not in seen and name != "episode"]
         if missing:
@@ -117,21 +138,35 @@ class _LogReader:
                                f"{', '.join(missing)} {expected}")
         return seen
 
-    def number(self, line: int, name: str, text: str, *, whole: bool = False) -> float:
+    def number(self, line: int, name: str, text: str, *, whole: bool = False,
+               high: tuple[float, str] | None = None) -> float:
+        """The value of a field, checked: finite, >= 0, whole if asked, at most ``high``.
+
+        Args:
+            high: The largest allowed value and why, or None (the caller checks the range).
+        """
         text = text.strip()
         if not text:
             raise self.fail(line, f"{name} is empty")
         try:
             value = float(text)
         except ValueError:
-            raise self.fail(line, f"{name} is not a number: {text!r}") from None
+            raise self.fail(line, f"{name} is not a number: {_quote(text)}") from None
         if not math.isfinite(value):
-            raise self.fail(line, f"{name} is not finite: {text!r}")
+            raise self.fail(line, f"{name} is not finite: {_quote(text)}")
         if value < 0:
-            raise self.fail(line, f"{name} is negative: {text!r}")
-        if whole and value != int(value):
-            raise self.fail(line, f"{name} must be a whole number, got {text!r}")
+            raise self.fail(line, f"{name} is negative: {_quote(text)}")
+        if whole and not value.is_integer():
+            raise self.fail(line, f"{name} must be a whole number, got {_quote(text)}")
+        if high is not None and value > high[0]:
+            raise self.fail(line, f"{name} is {_quote(text)}, outside the allowed range "
+                                  f"[0, {high[0]:.6g}] ({high[1]})")
         return value
+
+    def quantity(self, line: int, name: str, text: str) -> float:
+        """An on-hand, order or demand: a number of units in [0, U]."""
+        return self.number(line, name, text, high=(
+            self.units, "U, the chain's unit limit: see echelon.data.dataset.unit_limit"))
 
     def read(self, reader) -> _Rows:
         header = next(reader, None)
@@ -164,11 +199,13 @@ class _LogReader:
             if len(row) != len(header):
                 raise self.fail(line, f"{len(row)} fields, the header has {len(header)}")
             period = self.number(line, "period", row[columns["period"]], whole=True)
-            on_hand = [self.number(line, f"on_hand_{i}", row[j]) for i, j in enumerate(on_hand_at)]
-            orders = [self.number(line, f"order_{i}", row[j]) for i, j in enumerate(order_at)]
-            demand = self.number(line, "demand", row[columns["demand"]])
+            on_hand = [self.quantity(line, f"on_hand_{i}", row[j])
+                       for i, j in enumerate(on_hand_at)]
+            orders = [self.quantity(line, f"order_{i}", row[j]) for i, j in enumerate(order_at)]
+            demand = self.quantity(line, "demand", row[columns["demand"]])
             if has_episode:
-                episode = self.number(line, "episode", row[columns["episode"]], whole=True)
+                episode = self.number(line, "episode", row[columns["episode"]], whole=True,
+                                      high=(EXACT_SUM, "labels must be exact in float64"))
                 starts = rows.episodes == 0 or episode != label
                 if starts and episode in labels:
                     raise self.fail(line, f"episode {int(episode)} appears again after other "
@@ -188,7 +225,7 @@ class _LogReader:
                 labels.add(episode)
                 rows.episodes += 1
             if period >= self.periods:
-                raise self.fail(line, f"period {int(period)} is outside 0..{self.periods - 1}: "
+                raise self.fail(line, f"period {period:.15g} is outside 0..{self.periods - 1}: "
                                       f"the chain has T = {self.periods} periods")
             if period != count:
                 raise self.fail(line, f"period {int(period)}, expected {count}: the periods of "
@@ -222,10 +259,13 @@ def import_log(path: str | os.PathLike, chain: ChainConfig) -> OfflineDataset:
         ``kind: "imported"``.
 
     Raises:
-        DatasetError: If the file is missing, or a line breaks a rule; the message gives the
-            line number (the header is line 1) and the reason.
+        DatasetError: If the file is missing, a folder, unreadable or not UTF-8 text, or a line
+            breaks a rule; the message gives the line number (the header is line 1), the column
+            and the reason (for a value out of range, the allowed range).
     """
     path = Path(path)
+    if path.is_dir():
+        raise DatasetError(f"{path}: is a folder, not a log file")
     if not path.is_file():
         raise DatasetError(f"{path}: no such log file")
     try:
@@ -233,12 +273,14 @@ def import_log(path: str | os.PathLike, chain: ChainConfig) -> OfflineDataset:
             reader = csv.reader(file)
             try:
                 rows = _LogReader(path, chain).read(reader)
-            except csv.Error as error:
+            except csv.Error as error:  # e.g. a field longer than csv.field_size_limit()
                 raise DatasetError(
                     f"{path}, line {reader.line_num}: not valid CSV: {error}"
                 ) from None
     except UnicodeDecodeError as error:
         raise DatasetError(f"{path}: not a UTF-8 text file: {error}") from None
+    except OSError as error:
+        raise DatasetError(f"{path}: cannot read the log: {error.strerror or error}") from None
 
     episodes, periods, stages = rows.episodes, chain.periods, chain.stages
     orders = np.array(rows.orders, dtype=np.float64).reshape(episodes, periods, stages)
@@ -259,14 +301,17 @@ def import_log(path: str | os.PathLike, chain: ChainConfig) -> OfflineDataset:
             "episode's earlier rows)"
         )
 
-    return from_trajectory(
-        chain,
-        trajectory,
-        np.full(episodes, -1),
-        behaviour_policies=[],
-        seeds={},
-        source={"kind": "imported", "file": path.name, "episodes": episodes},
-    )
+    try:
+        return from_trajectory(
+            chain,
+            trajectory,
+            np.full(episodes, -1),
+            behaviour_policies=[],
+            seeds={},
+            source={"kind": "imported", "file": path.name, "episodes": episodes},
+        )
+    except DatasetError as error:  # e.g. a backlog that the replay carried beyond the unit limit
+        raise DatasetError(f"{path}: the replayed log is not a valid dataset: {error}") from None
 
 
 def _number(value: float) -> str:

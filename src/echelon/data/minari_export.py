@@ -188,7 +188,8 @@ def export_minari(
             if not overwrite:
                 raise ValueError(
                     f"a Minari dataset with id {dataset_id!r} already exists at {target}; "
-                    "pass overwrite=True to replace it, or choose another name or version"
+                    "pass overwrite=True (echelon dataset export-minari --overwrite) to replace "
+                    "it, or choose another name or version"
                 )
             if not (target / "data").is_dir():
                 raise ValueError(f"{target} exists and is not a Minari dataset; not replacing it")

@@ -314,10 +314,13 @@ def load_spec(path: str | os.PathLike) -> PolicySpec:
 
 def load_policy(path: str | os.PathLike, chain: ChainConfig) -> Policy:
     """The planned policy saved at ``path`` (a folder or its ``policy.json``), in ``chain``."""
+    spec = load_spec(path)
     try:
-        return policy_from_spec(load_spec(path), chain)
+        return policy_from_spec(spec, chain)
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
+    except (KeyError, TypeError, AttributeError, IndexError) as error:  # a spec missing or mistyping a field
+        raise ValueError(f"{path}: not a valid policy spec ({type(error).__name__}: {error})") from None
 
 
 __all__ = [

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
+from echelon._limits import check_memory
 from echelon.policies.base import Policy
 from echelon.policies.base_stock import (
     EchelonBaseStock,
@@ -32,11 +33,17 @@ from echelon.policies.base_stock import (
     TimeAwareBaseStock,
 )
 from echelon.sim.config import ChainConfig
-from echelon.sim.demand import check_paths, child_seeds
-from echelon.sim.rollout import rollout_blocks
+from echelon.sim.demand import check_paths, child_seeds, demand_bytes
+from echelon.sim.rollout import DEFAULT_BLOCK_SIZE, rollout_blocks, rollout_bytes
 
-# Most episodes evaluated in one call of rollout_blocks (bounds the tiled demand array).
-_EPISODES_PER_CALL = 262_144
+# Most demand values (episodes x periods) tiled for one call of rollout_blocks: 262,144 episodes
+# of 30 periods (60 MiB); longer horizons get fewer episodes per call.
+_VALUES_PER_CALL = 262_144 * 30
+# Bytes per scored vector beyond its profits: the tuple keys and means of _Scores (measured 620
+# at the peak of a call for P = 6).
+_BYTES_PER_CANDIDATE = 640
+# The paper's base-stock levels per stage: 40, 60, ..., 300 (14 values, 14^3 = 2,744 settings).
+PAPER_LEVELS = range(40, 301, 20)
 
 
 class Family(enum.Enum):
@@ -104,6 +111,28 @@ def make_policy(
     return ReorderPointOrderUpTo(config, head, head + tail, mode)
 
 
+def search_bytes(config: ChainConfig, candidates: int, episodes: int, *, workers: int = 2) -> int:
+    """Peak memory of scoring ``candidates`` parameter vectors on ``episodes`` paths, in bytes.
+
+    The profits (K, E) and the bookkeeping of each vector, one call's tiled demand and
+    per-episode vectors (at most 7.9 million demand values), and the rollout blocks in flight
+    (one per worker); the demand paths themselves are excluded.
+    """
+    periods, width = config.periods, 2 * config.stages  # the widest family has P = 2S
+    per_call = max(1, _VALUES_PER_CALL // (episodes * periods)) * episodes if episodes else 0
+    tiled = min(candidates * episodes, per_call)
+    block = min(DEFAULT_BLOCK_SIZE, max(tiled, 1))
+    return (8 * candidates * episodes + _BYTES_PER_CANDIDATE * candidates
+            + 8 * tiled * (periods + width + 2) + workers * rollout_bytes(config, block))
+
+
+def _check_scoring(config: ChainConfig, candidates: int, episodes: int, workers: int) -> None:
+    check_memory(f"scoring {candidates:,} parameter settings on {episodes:,} demand paths of "
+                 f"{config.periods:,} periods",
+                 search_bytes(config, candidates, episodes, workers=workers),
+                 reduce="search.episodes, the number of settings or periods")
+
+
 def evaluate(
     config: ChainConfig,
     family: Family,
@@ -127,10 +156,14 @@ def evaluate(
 
     Returns:
         (K, E) discounted episode profits.
+
+    Raises:
+        SizeLimitError: If scoring would exceed the memory limit (``echelon._limits``).
     """
     vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
     paths = check_paths(paths, config.periods)
-    per_call = max(1, _EPISODES_PER_CALL // len(paths))
+    _check_scoring(config, len(vectors), len(paths), workers)
+    per_call = max(1, _VALUES_PER_CALL // (len(paths) * config.periods))
     out = np.empty((len(vectors), len(paths)))
     for start in range(0, len(vectors), per_call):
         chunk = vectors[start : start + per_call]
@@ -196,6 +229,18 @@ def run_search(
     space from its second, so the two never overlap.
     """
     search_seed, rank_seed = child_seeds(seed, 2)
+    episodes, periods = settings.episodes, config.periods
+    # Checked before anything is drawn: the search and ranking paths, and the largest batch of
+    # settings scored at once (the paper's grid; else the coarse grid of about 4,096 points, or
+    # the time-aware sweep of every last ordering period from 3 starts).
+    paths_bytes = demand_bytes(episodes, periods) * (1 if settings.space is Space.PAPER else 2)
+    if settings.space is Space.PAPER:
+        batch = len(PAPER_LEVELS) ** config.stages
+    else:
+        batch = max(4096, 3 * (periods + 1) if settings.family is Family.TIME_AWARE else 0)
+    check_memory(f"a {settings.space.value} search on {episodes:,} demand paths of {periods:,} "
+                 f"periods", paths_bytes + search_bytes(config, batch, episodes, workers=workers),
+                 reduce="search.episodes or periods")
     draw = config.demand.sample
     paths = draw(np.random.default_rng(search_seed), settings.episodes, config.periods)
     if settings.space is Space.PAPER:
@@ -283,8 +328,16 @@ def _candidates(
     ]
 
 
-def paper_grid(stages: int = 3, levels: range = range(40, 301, 20)) -> np.ndarray:
-    """The paper's grid: every combination of base-stock levels, shaped (len(levels)^S, S)."""
+def paper_grid(stages: int = 3, levels: range = PAPER_LEVELS) -> np.ndarray:
+    """The paper's grid: every combination of base-stock levels, shaped (len(levels)^S, S).
+
+    Raises:
+        SizeLimitError: If the grid would exceed the memory limit (14^S points grow fast).
+    """
+    size = len(levels) ** stages
+    # Each point is a Python tuple (40 + 8S bytes) in a list (8) before its row of the array (8S).
+    check_memory(f"the paper's grid of {size:,} settings for {stages} stages",
+                 size * (48 + 16 * stages), reduce="the number of stages")
     return np.array(list(itertools.product(levels, repeat=stages)), dtype=np.float64)
 
 

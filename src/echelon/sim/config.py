@@ -30,6 +30,13 @@ ORGYM_ALIASES = {
     "L": "lead_time",
 }
 
+# A lead time may exceed the horizon up to OR-Gym's longest default lead time, so that OR-Gym's
+# default chain (L = 3, 5, 10) stays valid at every horizon: OR-Gym accepts it, and the conformance
+# fixture ``default-short-horizon`` plays it over 5 periods. Beyond max(periods, 10) an order could
+# never arrive within the episode; it would only widen the observation, which holds max(L) rows of
+# requests (L = 100,000 made 1.4 GB of observations for 3 episodes of 30 periods).
+ORGYM_MAX_LEAD_TIME = 10
+
 
 class ChainArrays(NamedTuple):
     """A config's per-stage parameters as arrays (computed once per config)."""
@@ -81,6 +88,10 @@ class ChainConfig:
     ``InvManagement-v0``. Every field may also be given by its OR-Gym name (``I0``, ``p``, ``r``,
     ``k``, ``h``, ``c``, ``L``) through :meth:`from_kwargs`.
 
+    Where it departs from OR-Gym, for absurd inputs only: a lead time longer than
+    max(periods, 10) is refused (OR-Gym accepts it; such an order never arrives, and the
+    observation would hold max(L) rows of requests).
+
     Raises:
         ValueError: On construction, naming the field and its allowed range, if a length does
             not match the number of stages or a value is out of range.
@@ -101,7 +112,8 @@ class ChainConfig:
     capacity: tuple[float, ...] = (100.0, 90.0, 80.0)
     """Most units stage i+1 can ship to stage i per period [c], > 0, length S."""
     lead_time: tuple[int, ...] = (3, 5, 10)
-    """Periods between stage i+1 shipping and stage i receiving [L], >= 0, length S."""
+    """Periods between stage i+1 shipping and stage i receiving [L], length S, in
+    [0, max(periods, 10)] (``ORGYM_MAX_LEAD_TIME``: an order never arrives after the horizon)."""
     backlog: bool = False
     """Unfilled demand and requests carry over (InvManagement-v0) instead of being lost (v1)."""
     demand: Demand = field(default_factory=lambda: Poisson(20.0))
@@ -156,7 +168,14 @@ class ChainConfig:
         _check_range("unfulfilled_penalty", self.unfulfilled_penalty, 0.0)
         _check_range("holding_cost", self.holding_cost, 0.0)
         _check_range("capacity", self.capacity, 0.0, strict=True)
-        _check_range("lead_time", tuple(float(v) for v in self.lead_time), 0.0)
+        longest = max(self.periods, ORGYM_MAX_LEAD_TIME)
+        for i, lead in enumerate(self.lead_time):
+            if not 0 <= lead <= longest:
+                raise ValueError(
+                    f"lead_time[{i}] must be a whole number of periods in [0, {longest}] (at most "
+                    f"max(periods, {ORGYM_MAX_LEAD_TIME}): a longer lead time never delivers "
+                    f"within the episode), got {lead}"
+                )
 
         demand = self.demand
         if isinstance(demand, type):

@@ -8,8 +8,9 @@ stage S is the raw-material supplier with unlimited stock. Arrays carry a leadin
 
 Order of events in period n (OR-Gym 0.5.0 ``InvManagement``, reproduced exactly):
 
-1. Requests: negative orders become 0 and fractions are truncated toward zero. These requests
-   are what the observation's order history records.
+1. Requests: negative orders become 0, orders above ``MAX_REQUEST`` (2^53 units) become 2^53,
+   and fractions are truncated toward zero. These requests are what the observation's order
+   history records.
 2. Backlog only: each stage adds its unfilled request of the previous period.
 3. Shipments: each request is clipped to the upstream stage's capacity, then to the upstream
    stage's on-hand at the START of the period (before this period's arrivals); the supplier has
@@ -25,6 +26,13 @@ Order of events in period n (OR-Gym 0.5.0 ``InvManagement``, reproduced exactly)
    the supplier pays r_S per unit it ships and holds nothing. Leftover stock is worth nothing.
 
 The episode ends after period T-1.
+
+Where echelon departs from OR-Gym: only for absurd inputs. OR-Gym accepts any order and, past
+2^53 units, no longer counts whole units; an order of 1.7e308 overflows its v0 backlog to
+infinity and its reward to -inf. Here requests are capped at 2^53 (step 1), so every finite
+order gives finite requests, shipments, penalties, backlogs and rewards; orders that are NaN,
+infinite or not real numbers are refused. Below the cap, more than 10^13 times any capacity of
+OR-Gym's chains, the two agree bit for bit (``tests/sim/test_orgym_conformance.py``).
 """
 
 from __future__ import annotations
@@ -33,9 +41,21 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import blas
 
+from echelon._limits import check_memory
 from echelon.sim.config import ChainConfig
 from echelon.sim.demand import check_paths
+
+# Requests are capped at 2^53 units: float64 holds every whole number up to 2^53 and no longer all
+# of them above it, so a larger request cannot be counted in whole units (step 1 truncates to
+# them). The cap is far above any meaningful order (OR-Gym's capacities are 80-100 a period) and
+# keeps an unfilled request, its penalty and its v0 backlog (at most 2^53 more a period) finite
+# for any finite order, where an order of 1.7e308 overflowed the v0 reward to -inf.
+MAX_REQUEST = 2.0**53
+# The fast check of check_orders: a sum of squares within this bound proves every order finite
+# and within the cap (squares cannot cancel; NaN, infinity and overflow fail the comparison).
+_MAX_SQUARED = MAX_REQUEST**2
 
 
 @dataclass(frozen=True)
@@ -147,6 +167,16 @@ def _empty(episodes: int, width: int) -> np.ndarray:
     return np.empty((episodes, width), order="F")
 
 
+def reset_bytes(config: ChainConfig, episodes: int) -> int:
+    """Memory :func:`reset` allocates for N episodes, in bytes.
+
+    The state holds a copy of the demand (N, T), the request and shipment logs (T, N, S) each,
+    and the on-hand, pipeline and backlog arrays (N, 3S+1), all float64.
+    """
+    periods, stages = config.periods, config.stages
+    return 8 * episodes * (periods * (1 + 2 * stages) + 3 * stages + 1)
+
+
 def reset(config: ChainConfig, demand: np.ndarray) -> ChainState:
     """Starts N episodes facing the given demand paths.
 
@@ -159,7 +189,13 @@ def reset(config: ChainConfig, demand: np.ndarray) -> ChainState:
 
     Raises:
         ValueError: If the demand's shape does not match the chain or a value is bad.
+        SizeLimitError: If the state would exceed the memory limit (``echelon._limits``).
     """
+    shape = np.shape(demand)
+    episodes = shape[0] if len(shape) == 2 else 1
+    check_memory(f"the state of {episodes:,} episode{'s' * (episodes != 1)} of {config.periods:,} "
+                 "periods",
+                 reset_bytes(config, episodes), reduce="episodes or periods")
     # A copy: the caller's array may change later, the episodes' demand may not.
     paths = np.array(check_paths(demand, config.periods), order="F")
     n, periods, stages = paths.shape[0], config.periods, config.stages
@@ -179,21 +215,33 @@ def reset(config: ChainConfig, demand: np.ndarray) -> ChainState:
 
 
 def check_orders(orders: np.ndarray, episodes: int, stages: int) -> np.ndarray:
-    """Validates orders and returns them as a float64 array (N, S).
+    """Validates orders and returns them as a float64 array (N, S), capped at ``MAX_REQUEST``.
 
     Raises:
-        ValueError: If the shape is not (N, S) or a value is NaN or infinite.
+        ValueError: If the orders are not real numbers (bool, complex, str and object arrays are
+            refused), the shape is not (N, S), or a value is NaN or infinite.
     """
-    array = np.asarray(orders, dtype=np.float64)
+    array = np.asarray(orders)
+    if array.dtype != np.float64:
+        if array.dtype.kind not in "iuf":
+            raise ValueError(
+                f"orders must be real numbers (int or float), got an array of dtype {array.dtype}"
+            )
+        array = array.astype(np.float64)
     if array.shape != (episodes, stages):
         raise ValueError(
             f"orders must be shaped (N, S) = ({episodes}, {stages}) (episodes x ordering "
             f"stages), got {np.shape(orders)}"
         )
-    # One reduction instead of an elementwise pass; a non-finite sum is checked in full
-    # (it may only have overflowed).
-    if not np.isfinite(np.add.reduce(array, axis=None)) and not np.all(np.isfinite(array)):
-        raise ValueError("orders must be finite numbers: got NaN or infinity")
+    # One BLAS dot product instead of elementwise passes; only orders it cannot clear
+    # (non-finite, or some beyond the cap) are checked in full. Orders beyond 1e154 overflow it
+    # to infinity, which is what it tests for: BLAS's own ddot, unlike NumPy's, does not warn
+    # (and silencing NumPy's warning would cost more than the product).
+    flat = array.ravel(order="K")
+    if flat.size and not blas.ddot(flat, flat) <= _MAX_SQUARED:
+        if not np.all(np.isfinite(array)):
+            raise ValueError("orders must be finite numbers: got NaN or infinity")
+        array = np.minimum(array, MAX_REQUEST)
     return array
 
 
@@ -204,7 +252,8 @@ def step(config: ChainConfig, state: ChainState, orders: np.ndarray) -> tuple[Ch
         config: The chain the state was reset with.
         state: The state at the start of period n.
         orders: Units each of the S stages requests from the stage above, shaped (N, S). Any
-            finite value is accepted; see the module docstring for how it is truncated and clipped.
+            finite real value is accepted; see the module docstring for how it is capped,
+            truncated and clipped.
 
     Returns:
         The state at the start of period n+1 and what happened in period n.

@@ -19,13 +19,24 @@ from typing import NamedTuple, Protocol, runtime_checkable
 import numpy as np
 from scipy import stats
 
+from echelon._limits import check_memory
+
+# Bytes per value while a law draws paths: NumPy's int64 draws and their float64 copy.
+_DRAW_BYTES = 16
+
 
 @runtime_checkable
 class Demand(Protocol):
     """A law of per-period retail demand, i.i.d. over periods and episodes."""
 
     def sample(self, rng: np.random.Generator, episodes: int, periods: int) -> np.ndarray:
-        """Draws demand paths shaped (episodes, periods) as float64 integers."""
+        """Draws demand paths shaped (episodes, periods) as float64 integers.
+
+        Raises:
+            ValueError: If a size is not an integer >= 0.
+            SizeLimitError: If the paths would exceed the memory limit (``echelon._limits``),
+                checked before anything is drawn.
+        """
         ...
 
     @property
@@ -49,6 +60,27 @@ def _check_count(name: str, value: int, low: int) -> None:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
+def demand_bytes(episodes: int, periods: int) -> int:
+    """Peak memory of drawing demand paths shaped (episodes, periods), in bytes.
+
+    A law's draws are int64 and are copied to float64, so both exist for a moment.
+    """
+    return _DRAW_BYTES * episodes * periods
+
+
+def _check_sample(episodes: int, periods: int, bytes_per_value: int = _DRAW_BYTES) -> None:
+    """Refuses bad or too large sample sizes before anything is drawn.
+
+    Raises:
+        ValueError: If ``episodes`` or ``periods`` is not an integer >= 0.
+        SizeLimitError: If the paths would exceed the memory limit.
+    """
+    _check_count("episodes", episodes, 0)
+    _check_count("periods", periods, 0)
+    check_memory(f"drawing {episodes:,} demand path{'s' * (episodes != 1)} of {periods:,} periods",
+                 bytes_per_value * episodes * periods, reduce="episodes or periods")
+
+
 @dataclass(frozen=True)
 class Poisson:
     """Poisson demand (OR-Gym ``dist=1``, ``dist_param={'mu': mu}``).
@@ -67,6 +99,7 @@ class Poisson:
         return float(self.mu)
 
     def sample(self, rng: np.random.Generator, episodes: int, periods: int) -> np.ndarray:
+        _check_sample(episodes, periods)
         return rng.poisson(self.mu, size=(episodes, periods)).astype(np.float64)
 
     def scipy(self) -> stats.rv_discrete:
@@ -95,6 +128,7 @@ class Binomial:
         return float(self.n * self.p)
 
     def sample(self, rng: np.random.Generator, episodes: int, periods: int) -> np.ndarray:
+        _check_sample(episodes, periods)
         return rng.binomial(self.n, self.p, size=(episodes, periods)).astype(np.float64)
 
     def scipy(self) -> stats.rv_discrete:
@@ -122,6 +156,7 @@ class DiscreteUniform:
         return (self.low + self.high - 1) / 2.0
 
     def sample(self, rng: np.random.Generator, episodes: int, periods: int) -> np.ndarray:
+        _check_sample(episodes, periods)
         return rng.integers(self.low, self.high, size=(episodes, periods)).astype(np.float64)
 
     def scipy(self) -> stats.rv_discrete:
@@ -146,6 +181,7 @@ class Geometric:
         return 1.0 / self.p
 
     def sample(self, rng: np.random.Generator, episodes: int, periods: int) -> np.ndarray:
+        _check_sample(episodes, periods)
         return rng.geometric(self.p, size=(episodes, periods)).astype(np.float64)
 
     def scipy(self) -> stats.rv_discrete:
@@ -177,6 +213,7 @@ class DemandPath:
         return float(np.mean(self.values))
 
     def sample(self, rng: np.random.Generator, episodes: int, periods: int) -> np.ndarray:
+        _check_sample(episodes, periods, bytes_per_value=8)
         if periods != len(self.values):
             raise ValueError(
                 f"demand path has {len(self.values)} periods, the chain needs {periods}"
@@ -201,7 +238,7 @@ def demand_from_dict(spec: dict) -> Demand:
     """
     spec = dict(spec)
     law = spec.pop("law", None)
-    if law not in DEMAND_LAWS:
+    if not isinstance(law, str) or law not in DEMAND_LAWS:
         raise ValueError(f"demand.law must be one of {sorted(DEMAND_LAWS)}, got {law!r}")
     try:
         return DEMAND_LAWS[law](**spec)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import gymnasium as gym
@@ -26,9 +27,11 @@ class InvManagementEnv(gym.Env):
     ## Action Space
 
     ``Box(0, capacity, (S,), float64)``: units each stage 0..S-1 requests from the stage above.
-    As in OR-Gym, values outside the box are accepted: negatives become 0, fractions are
-    truncated toward zero, and shipments are clipped by the dynamics. NaN, infinite or
-    wrongly shaped actions raise ``ValueError``.
+    As in OR-Gym, finite values outside the box are accepted: negatives become 0, fractions are
+    truncated toward zero, and shipments are clipped by the dynamics. Unlike OR-Gym, requests
+    above ``core.MAX_REQUEST`` (2^53 units) are capped there, so that no finite action makes a
+    reward or the state infinite. Actions that are not S real numbers (strings, booleans,
+    complex numbers, ``None``), or that hold NaN or infinity, raise ``ValueError``.
 
     ## Observation Space
 
@@ -113,15 +116,37 @@ class InvManagementEnv(gym.Env):
         self._state = core.reset(self.config, demand)
         return self._observe(), {"period": 0, "demand_path": self._state.demand[0].copy()}
 
+    def _check_action(self, action: Any) -> np.ndarray:
+        """The action as a float64 array (S,), or ValueError saying what is allowed."""
+        stages = self.config.stages
+        kinds = (f"action must be {stages} real numbers (int or float; not bool, complex or str), "
+                 f"shaped ({stages},)")
+        try:
+            array = np.asarray(action)
+        except ValueError:  # ragged nested sequences
+            raise ValueError(f"{kinds}; got {_describe(action)}") from None
+        if isinstance(action, np.ndarray) and array.dtype.kind != "O":
+            real = array.dtype.kind in "iuf"
+        else:
+            # Element by element: NumPy turns [True, 2, 3] into integers without a word, and
+            # keeps real numbers it does not know (fractions.Fraction) as objects.
+            real = all(_is_real(v) for v in np.asarray(action, dtype=object).ravel())
+        if not real:
+            raise ValueError(f"{kinds}; got {_describe(action)}")
+        if array.shape != (stages,):
+            raise ValueError(
+                f"action must be shaped ({stages},) (one order per stage), got shape {array.shape}"
+            )
+        array = array.astype(np.float64)
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"action must hold finite numbers; got NaN or infinity in "
+                             f"{array.tolist()}")
+        return array
+
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._state is None:
             raise RuntimeError("call reset() before step()")
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != (self.config.stages,):
-            raise ValueError(
-                f"action must be shaped ({self.config.stages},) (one order per stage), "
-                f"got {action.shape}"
-            )
+        action = self._check_action(action)
         self._state, out = core.step(self.config, self._state, action[None, :])
         info = {
             "period": out.period,
@@ -137,6 +162,21 @@ class InvManagementEnv(gym.Env):
             "stage_profit": out.stage_profit[0],
         }
         return self._observe(), float(out.reward[0]), self._state.done, False, info
+
+
+def _is_real(value: Any) -> bool:
+    """Whether one element of an action is a real number (not a bool, complex number or str)."""
+    if isinstance(value, np.ndarray):
+        return value.ndim == 0 and value.dtype.kind in "iuf"
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _describe(value: Any) -> str:
+    """A short description of a rejected action for an error message."""
+    text = repr(value)
+    if len(text) <= 80:
+        return text
+    return f"a {type(value).__name__} of dtype {getattr(value, 'dtype', '?')}"
 
 
 def register_envs() -> None:

@@ -7,6 +7,7 @@ drive the core through it. A policy here is anything with ``reads_observation`` 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,14 +15,19 @@ from typing import Any
 
 import numpy as np
 
+from echelon._limits import check_memory, memory_limit
 from echelon.sim import core
 from echelon.sim.config import ChainConfig
 
 Policy = Any  # echelon.policies.Policy; sim/ knows only its act() duck type.
 
-# Episodes per block in rollout_blocks: the state and temporaries of a block stay in a core's
+# Episodes per block in rollout_in_blocks: the state and temporaries of a block stay in a core's
 # L2 cache through all periods (measured in benchmarks/bench_sim.py).
 DEFAULT_BLOCK_SIZE = 8192
+# Most memory one block of rollout_in_blocks may take, and at most a quarter of the memory limit
+# (blocks run on several threads): its state holds two (T, block, S) logs, so long horizons get
+# fewer episodes per block (the default chain's 8,192 take 20 MiB).
+_BLOCK_MEMORY = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,35 @@ _RECORDED = ("demand", "requests", "shipped", "arrivals", "sales", "unfulfilled"
              "pipeline", "stage_profit", "reward")
 
 
+def _trajectory_shapes(config: ChainConfig, episodes: int) -> dict[str, tuple[int, ...]]:
+    """The shape of each array of ``Rollout.trajectory``."""
+    n, periods, stages = episodes, config.periods, config.stages
+    trailing = {"demand": (), "reward": (), "sales": (stages + 1,), "unfulfilled": (stages + 1,),
+                "stage_profit": (stages + 1,)}
+    shapes = {name: (n, periods, *trailing.get(name, (stages,))) for name in _RECORDED}
+    shapes["action"] = (n, periods, stages)
+    shapes["observation"] = (n, periods + 1, config.observation_size)
+    return shapes
+
+
+def rollout_bytes(config: ChainConfig, episodes: int, *, record: bool = False) -> int:
+    """Peak memory of :func:`rollout` over N episodes, in bytes (the demand paths excluded).
+
+    The state (:func:`~echelon.sim.core.reset_bytes`), one period's arrays of the core, the
+    policy and the observation, and with ``record`` the trajectory: (N, T, 9S+5) values and
+    (N, T+1, obs_size) observations, all float64.
+    """
+    stages, width = config.stages, config.observation_size
+    # About 16 (N, S+1) arrays live during a step (the old and new state, the outputs and their
+    # temporaries, the policy's), and the (N, obs_size) observation.
+    per_period = 8 * episodes * (16 * (stages + 1) + width)
+    total = core.reset_bytes(config, episodes) + per_period
+    if record:
+        shapes = _trajectory_shapes(config, episodes).values()
+        total += sum(8 * math.prod(shape) for shape in shapes)
+    return total
+
+
 def rollout(
     config: ChainConfig, policy: Policy, demand: np.ndarray, *, record: bool = False
 ) -> Rollout:
@@ -70,32 +105,44 @@ def rollout(
 
     Returns:
         The per-episode results.
+
+    Raises:
+        SizeLimitError: If the rollout would exceed the memory limit (``echelon._limits``),
+            checked before anything is allocated.
     """
+    shape = np.shape(demand)
+    episodes = shape[0] if len(shape) == 2 else 1
+    check_memory(
+        f"a rollout of {episodes:,} episode{'s' * (episodes != 1)} of {config.periods:,} periods"
+        + (" with its trajectory" if record else ""),
+        rollout_bytes(config, episodes, record=record), reduce="episodes or periods",
+    )
     state = core.reset(config, demand)
-    episodes = state.episodes
     profit = np.zeros(episodes)
     undiscounted = np.zeros(episodes)
     sales = np.zeros(episodes)
     on_hand = np.zeros((episodes, config.stages))
-    frames: dict[str, list[np.ndarray]] = (
-        {name: [] for name in (*_RECORDED, "action", "observation")} if record else {}
+    # Filled period by period, so that the trajectory is never held twice.
+    trajectory = (
+        {name: np.empty(shape) for name, shape in _trajectory_shapes(config, episodes).items()}
+        if record else None
     )
     while not state.done:
+        n = state.period
         obs = core.observation(config, state) if policy.reads_observation or record else None
         action = np.asarray(policy.act(obs, state), dtype=np.float64)
-        if record:
-            frames["observation"].append(obs)
-            frames["action"].append(action)
         state, out = core.step(config, state, action)
         profit += out.reward
         undiscounted += out.stage_profit.sum(axis=1)
         sales += out.sales[:, 0]
         on_hand += out.on_hand
-        for name in _RECORDED if record else ():
-            frames[name].append(getattr(out, name))
+        if record:
+            trajectory["observation"][:, n] = obs
+            trajectory["action"][:, n] = action
+            for name in _RECORDED:
+                trajectory[name][:, n] = getattr(out, name)
     if record:
-        frames["observation"].append(core.observation(config, state))
-    trajectory = {name: np.stack(frame, axis=1) for name, frame in frames.items()} or None
+        trajectory["observation"][:, config.periods] = core.observation(config, state)
     return Rollout(
         profit=profit,
         undiscounted_profit=undiscounted,
@@ -106,6 +153,65 @@ def rollout(
     )
 
 
+def _blocks(config: ChainConfig, episodes: int, block_size: int) -> list[slice]:
+    """Consecutive blocks of at most ``block_size`` episodes (fewer for long horizons), >= 2 each.
+
+    A block of one episode is a C-contiguous row, whose sums over periods NumPy adds pairwise,
+    while a batch's (F-ordered) sums add period after period: a lone last episode joins the block
+    before it, so that sums such as ``Rollout.demand`` are the same bits in blocks as in one batch.
+    """
+    budget = min(_BLOCK_MEMORY, memory_limit() // 4)
+    size = max(2, min(block_size, budget // rollout_bytes(config, 1)))
+    starts = list(range(0, episodes, size)) or [0]
+    if len(starts) > 1 and episodes - starts[-1] == 1:
+        starts.pop()
+    return [slice(a, b) for a, b in zip(starts, [*starts[1:], episodes])]
+
+
+def rollout_in_blocks(
+    config: ChainConfig,
+    policy_for: Callable[[slice], Policy],
+    demand: np.ndarray,
+    *,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    workers: int = 2,
+) -> Rollout:
+    """:func:`rollout` of many episodes, run in cache-sized blocks on several threads.
+
+    Episodes are independent, so the result equals one :func:`rollout` over all of them (without
+    a trajectory) when each block's policy gives every episode the orders one batch's policy
+    would; this is only faster, and its memory stays that of the demand and a few blocks. NumPy
+    releases the GIL inside its loops, so threads use several cores.
+
+    Args:
+        config: The chain.
+        policy_for: Returns the (deterministic) policy of the episodes in a slice, e.g. a
+            base-stock policy with those episodes' levels.
+        demand: Demand paths shaped (N, T).
+        block_size: Episodes per block, >= 1; at least 2, and fewer than asked when a block
+            would take more than 256 MiB or a quarter of the memory limit (long horizons).
+        workers: Threads, >= 1.
+
+    Returns:
+        The per-episode results, episodes in the order of ``demand``.
+    """
+    if block_size < 1 or workers < 1:
+        raise ValueError(f"block_size and workers must be >= 1, got {block_size}, {workers}")
+    paths = np.asarray(demand)
+    blocks = _blocks(config, len(paths), block_size)
+
+    def run(block: slice) -> Rollout:
+        return rollout(config, policy_for(block), paths[block])
+
+    if workers == 1 or len(blocks) == 1:
+        parts = [run(b) for b in blocks]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            parts = list(pool.map(run, blocks))
+    fields = ("profit", "undiscounted_profit", "demand", "retail_sales", "mean_on_hand")
+    return Rollout(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in fields})
+
+
 def rollout_blocks(
     config: ChainConfig,
     policy_for: Callable[[slice], Policy],
@@ -114,31 +220,10 @@ def rollout_blocks(
     block_size: int = DEFAULT_BLOCK_SIZE,
     workers: int = 2,
 ) -> np.ndarray:
-    """Episode profits of many episodes, run in cache-sized blocks on several threads.
-
-    Episodes are independent, so the result equals one :func:`rollout` over all of them; this
-    is only faster. NumPy releases the GIL inside its loops, so threads use several cores.
-
-    Args:
-        config: The chain.
-        policy_for: Returns the (deterministic) policy of the episodes in a slice, e.g. a
-            base-stock policy with those episodes' levels.
-        demand: Demand paths shaped (N, T).
-        block_size: Episodes per block, >= 1.
-        workers: Threads, >= 1.
+    """Episode profits of many episodes, run in blocks as :func:`rollout_in_blocks`.
 
     Returns:
         (N,) discounted episode profits, as ``rollout(...).profit``.
     """
-    if block_size < 1 or workers < 1:
-        raise ValueError(f"block_size and workers must be >= 1, got {block_size}, {workers}")
-    paths = np.asarray(demand)
-    blocks = [slice(i, min(i + block_size, len(paths))) for i in range(0, len(paths), block_size)]
-
-    def run(block: slice) -> np.ndarray:
-        return rollout(config, policy_for(block), paths[block]).profit
-
-    if workers == 1 or len(blocks) == 1:
-        return np.concatenate([run(b) for b in blocks])
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return np.concatenate(list(pool.map(run, blocks)))
+    return rollout_in_blocks(config, policy_for, demand, block_size=block_size,
+                             workers=workers).profit
