@@ -30,7 +30,8 @@ from hypothesis.extra import numpy as hnp
 
 from echelon.agents import AgentPolicy, CheckpointError, TrainConfig, algorithm_config, train
 from echelon.data.collect import Behaviour, CollectConfig, collect
-from echelon.data.dataset import DatasetError, OfflineDataset, dataset_fields, load, save, validate
+from echelon.data.dataset import DatasetError, OfflineDataset, dataset_fields, validate
+from echelon.data.dataset_file import load, save
 from echelon.policies.base_stock import RequestMode
 from echelon.policies.search import Family
 from echelon.sim.config import ChainConfig

@@ -139,3 +139,15 @@ def test_changing_an_input_reruns_its_stage_and_those_after(finished_run, tmp_pa
     for name in ("config.toml", "eval.json", "model.json", "report.md"):
         assert (aside / name).read_bytes() == before[Path(name)]
     assert (copy / "dataset.h5").read_bytes() == before[Path("dataset.h5")]
+
+
+def test_the_tiny_run_reproduces_its_pinned_profits(finished_run):
+    """Every per-path profit of every policy of the tiny run, as made before the pipeline was
+    split into echelon.run (tests/fixtures/tiny_run_profits.json): refactors must keep them."""
+    _, out, _, _ = finished_run
+    pinned = json.loads((Path(__file__).parent / "fixtures" / "tiny_run_profits.json").read_text())
+    policies = json.loads((out / "eval.json").read_text())["policies"]
+    assert [p["name"] for p in policies] == list(pinned)
+    for policy in policies:
+        assert policy["kind"] == pinned[policy["name"]]["kind"]
+        assert policy["profit"] == pinned[policy["name"]]["profit"], policy["name"]

@@ -11,8 +11,10 @@ from scipy import stats
 from echelon import pipeline
 from echelon._limits import SizeLimitError
 from echelon.data.collect import Behaviour, CollectConfig, collect, collect_bytes
-from echelon.data.dataset import OfflineDataset, dataset_fields, load, save
+from echelon.data.dataset import OfflineDataset, dataset_fields
+from echelon.data.dataset_file import load, save
 from echelon.policies.base_stock import RequestMode
+from echelon.policies.families import HeuristicSpec
 from echelon.policies.search import Family, paper_grid
 from echelon.sim import core
 from echelon.sim.config import ChainConfig
@@ -120,8 +122,9 @@ def test_each_episode_follows_its_recorded_behaviour(tmp_path, name):
     assert sorted(set(episode_behaviour)) == [0, 1, 2, 3]  # every component is exercised
     for k, spec in enumerate(data.behaviour_policies):
         # Rebuilt from the file's metadata alone: the record is enough to reproduce the policy.
-        behaviour = Behaviour(spec["name"], Family(spec["family"]), spec["params"],
-                              RequestMode(spec["mode"]), spec["weight"])
+        behaviour = Behaviour.from_dict(spec)
+        assert behaviour == Behaviour(spec["name"], Family(spec["family"]), spec["params"],
+                                      RequestMode(spec["mode"]), spec["weight"])
         mine = episode_behaviour == k
         alone = rollout(data.chain, behaviour.policy(data.chain), demand[mine], record=True)
         assert np.array_equal(alone.trajectory["action"], actions[mine]), spec["name"]
@@ -188,6 +191,22 @@ def test_weights_set_the_mixture_frequencies():
     assert stats.chisquare(equal).pvalue > 1e-3, equal
     assert stats.chisquare(counts).pvalue < 1e-12, counts
     assert np.argmax(counts) == 2 and np.argmin(counts) == 3
+
+
+def test_a_behaviour_is_a_named_weighted_heuristic_spec():
+    params = {"s": [40.0, 100.0, 160.0], "S": [90.0, 180.0, 270.0]}
+    behaviour = Behaviour("ss", Family.SS, params, RequestMode.RAW, 2.0)
+    spec = HeuristicSpec(Family.SS, RequestMode.RAW, params)
+    assert behaviour.spec == spec and behaviour == Behaviour.from_spec("ss", spec, 2.0)
+    assert (behaviour.family, behaviour.params, behaviour.mode) == (Family.SS, params,
+                                                                    RequestMode.RAW)
+    assert Behaviour("ss", "ss", params, "raw", 2.0) == behaviour  # values become the enums
+    # The dataset's metadata: the same keys in the same order as before HeuristicSpec.
+    record = behaviour.to_dict(0.5)
+    assert list(record) == ["name", "family", "params", "mode", "weight", "noise_std"]
+    assert record == {"name": "ss", "family": "ss", "params": params, "mode": "raw",
+                      "weight": 2.0, "noise_std": 0.5}
+    assert Behaviour.from_dict(record) == behaviour
 
 
 @pytest.mark.parametrize("weight", [0.0, -1.0, float("nan"), float("inf")])

@@ -19,11 +19,10 @@ from echelon.data.dataset import (
     DatasetError,
     OfflineDataset,
     dataset_fields,
-    load,
     reward_limit,
-    save,
     unit_limit,
 )
+from echelon.data.dataset_file import load, save
 from echelon.policies.base_stock import RequestMode
 from echelon.policies.search import Family
 from echelon.sim.config import ChainConfig

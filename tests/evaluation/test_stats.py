@@ -1,24 +1,26 @@
 """Statistics of episode and seed scores against scipy and hand-computed values."""
 
+import itertools
 import json
 import math
+from collections import Counter
 
 import numpy as np
 import pytest
+from rliable import metrics
 from scipy import stats
 
-from echelon.evaluation import Summary, summarize
+from echelon.evaluation import Summary, summarize, stats as echelon_stats
 from echelon.evaluation.stats import (
     IntervalEstimate,
     PairedComparison,
     ShareOfBound,
     TestResult,
-    aggregate_with_ci,
     interquartile_mean,
     paired_comparison,
     percent_improvement,
     probability_of_improvement,
-    probability_of_improvement_with_ci,
+    seeds_and_paths_ci,
     share_of_bound,
     welch_test,
 )
@@ -98,6 +100,13 @@ def _profits(seed, n=100, shift=0.0):
     rng = np.random.default_rng(seed)
     common = rng.normal(350.0, 20.0, size=n)
     return common + shift + rng.normal(0.0, 5.0, size=n), common + rng.normal(0.0, 5.0, size=n)
+
+
+def _percentiles(replicates, confidence):
+    """The percentile interval as stats computes its tails: 100 (1 - c) / 2 is 2.500000000000002
+    for c = 0.95, not 2.5, which moves np.percentile's interpolation in the last bits."""
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    return tuple(np.percentile(replicates, [tail, 100.0 - tail]))
 
 
 def test_welch_test_matches_scipy():
@@ -197,6 +206,24 @@ def test_bootstrap_interval_is_the_percentile_interval_of_resampled_means():
     assert (result.ci_low, result.ci_high) == tuple(np.percentile(means, [10.0, 90.0]))
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_paired_bootstrap_draws_as_scipy_bootstrap(seed):
+    # scipy.stats.bootstrap, paired and vectorised, on the same generator draws the same
+    # resamples: its bootstrap distribution is ours to the last bit, and so are its percentiles.
+    # Its own interval comes from scipy.stats.quantile, equal only to rounding: why
+    # paired_comparison keeps np.percentile (the published numbers must not move).
+    a, b = _profits(seed, n=37, shift=2.0)
+    result = paired_comparison(a, b, np.random.default_rng(seed), n_bootstrap=1500)
+    res = stats.bootstrap((a, b), lambda x, y, axis: np.mean(x - y, axis=axis), paired=True,
+                          vectorized=True, n_resamples=1500, method="percentile",
+                          rng=np.random.default_rng(seed))
+    means = (a - b)[np.random.default_rng(seed).integers(0, 37, size=(1500, 37))].mean(axis=1)
+    assert np.array_equal(res.bootstrap_distribution, means)
+    assert (result.ci_low, result.ci_high) == _percentiles(res.bootstrap_distribution, 0.95)
+    assert (result.ci_low, result.ci_high) == pytest.approx(tuple(res.confidence_interval),
+                                                            rel=1e-12)
+
+
 def test_paired_comparison_shares_by_hand():
     result = paired_comparison([3.0, 1.0, 2.0, 5.0], [1.0, 1.0, 4.0, 2.0],
                                np.random.default_rng(0), n_bootstrap=10)
@@ -251,45 +278,11 @@ def test_interquartile_mean_by_hand():
     assert interquartile_mean(np.array([1.0, 2.0, 3.0, 1000.0])) == 2.5
 
 
-def test_interquartile_mean_matches_scipy():
-    scores = np.random.default_rng(0).normal(size=(10, 7))
-    assert interquartile_mean(scores) == pytest.approx(stats.trim_mean(scores.ravel(), 0.25))
-
-
-def test_stratified_bootstrap_is_reproducible_and_covers_the_point():
-    scores = np.random.default_rng(1).normal(380.0, 15.0, size=(10, 3))
-    first = aggregate_with_ci(scores, interquartile_mean, np.random.default_rng(7))
-    again = aggregate_with_ci(scores, interquartile_mean, np.random.default_rng(7))
-    other = aggregate_with_ci(scores, interquartile_mean, np.random.default_rng(8))
-    assert isinstance(first, IntervalEstimate)
-    assert first == again and first.interval != other.interval
-    point, (low, high) = first
-    assert point == interquartile_mean(scores)
-    assert low < point < high
-
-
-def test_stratified_bootstrap_resamples_runs_within_each_task():
-    # Task 0 holds only 0s and 1s, task 1 only 10s and 11s: a resample that mixed tasks would give
-    # a column with values of both; the aggregate returns the largest spread within a column.
-    scores = np.array([[0.0, 10.0], [1.0, 11.0], [0.0, 11.0]])
-    spreads = []
-
-    def max_spread(resampled):
-        spreads.append(float(np.ptp(resampled, axis=0).max()))
-        assert resampled.shape == (3, 2)
-        return spreads[-1]
-
-    aggregate_with_ci(scores, max_spread, np.random.default_rng(0), n_bootstrap=200)
-    assert len(spreads) == 201 and max(spreads) == 1.0
-
-
-def test_aggregate_with_ci_of_the_mean_by_hand():
-    # One run per task: every resample is the original, so the interval collapses to the point.
-    point, (low, high) = aggregate_with_ci(np.array([[1.0, 2.0, 6.0]]), np.mean,
-                                           np.random.default_rng(0), n_bootstrap=50)
-    assert point == low == high == 3.0
-    assert IntervalEstimate(3.0, (2.0, 4.0)).to_dict() == {"point": 3.0, "ci_low": 2.0,
-                                                          "ci_high": 4.0}
+def test_interval_estimate_unpacks_and_serialises():
+    estimate = IntervalEstimate(3.0, (2.0, 4.0))
+    point, (low, high) = estimate
+    assert (point, low, high) == (3.0, 2.0, 4.0)
+    assert estimate.to_dict() == {"point": 3.0, "ci_low": 2.0, "ci_high": 4.0}
 
 
 def test_probability_of_improvement_by_hand():
@@ -315,17 +308,6 @@ def test_probability_of_improvement_is_mann_whitney_u():
     assert probability_of_improvement(x, y) + probability_of_improvement(y, x) == pytest.approx(1)
 
 
-def test_probability_of_improvement_with_ci():
-    rng = np.random.default_rng(4)
-    x, y = rng.normal(1.0, 1.0, size=(10, 1)), rng.normal(0.0, 1.0, size=(8, 1))
-    first = probability_of_improvement_with_ci(x, y, np.random.default_rng(5))
-    again = probability_of_improvement_with_ci(x, y, np.random.default_rng(5))
-    assert first == again
-    point, (low, high) = first
-    assert point == probability_of_improvement(x, y)
-    assert 0.0 <= low < point < high <= 1.0
-
-
 def test_probability_of_improvement_needs_the_same_tasks():
     with pytest.raises(ValueError, match="same tasks"):
         probability_of_improvement(np.zeros((3, 2)), np.zeros((3, 1)))
@@ -335,6 +317,158 @@ def test_probability_of_improvement_needs_the_same_tasks():
 def test_aggregates_reject_bad_scores(scores):
     with pytest.raises(ValueError):
         interquartile_mean(scores)
+
+
+# --- The two-level bootstrap over seeds and paths -----------------------------------------------
+
+
+def _replicate_loop(values, rng, n_bootstrap):
+    """seeds_and_paths_ci's replicates as first written: one Python iteration per replicate."""
+    runs, paths = values.shape
+    replicates = np.empty(n_bootstrap)
+    for i in range(n_bootstrap):
+        seeds = rng.integers(0, runs, size=runs)
+        columns = rng.integers(0, paths, size=paths)
+        replicates[i] = values[seeds][:, columns].mean()
+    return replicates
+
+
+@pytest.mark.parametrize("shape, chunk_values", [
+    ((1, 30), 1 << 22), ((2, 30), 1 << 22), ((3, 7), 1 << 22), ((5, 1), 1 << 22), ((1, 1), 1 << 22),
+    ((4, 257), 1 << 22), ((3, 40), 500),  # the last one in chunks of 4 replicates
+])
+def test_seeds_and_paths_ci_draws_as_the_replicate_loop(shape, chunk_values, monkeypatch):
+    # The vectorised draws consume the generator exactly as the loop did and every replicate
+    # mean is equal to the last bit, so the report's intervals did not move.
+    monkeypatch.setattr(echelon_stats, "_BOOTSTRAP_CHUNK_VALUES", chunk_values)
+    values = np.random.default_rng(sum(shape)).normal(300.0, 40.0, size=shape).round(2)
+    ours, theirs = np.random.default_rng(1), np.random.default_rng(1)
+    estimate = seeds_and_paths_ci(values, ours, n_bootstrap=301, confidence=0.9)
+    replicates = _replicate_loop(values, theirs, 301)
+    assert estimate.interval == _percentiles(replicates, 0.9)
+    assert estimate.point == values.mean()
+    assert ours.bit_generator.state == theirs.bit_generator.state
+
+
+def test_one_seed_is_the_path_bootstrap():
+    # With one seed, rng.integers(0, 1) returns 0 without drawing: the generator feeds only the
+    # path draws, rng.integers(0, P, size=P) per replicate, which is rng.integers(0, P,
+    # size=(B, P)) row by row. So the two-level interval of the paired differences is
+    # paired_comparison's interval of the same differences, on the same draws.
+    a, b = _profits(8, n=30, shift=4.0)
+    two_level = seeds_and_paths_ci((a - b)[None, :], np.random.default_rng(5), n_bootstrap=999)
+    paired = paired_comparison(a, b, np.random.default_rng(5), n_bootstrap=999)
+    means = (a - b)[np.random.default_rng(5).integers(0, 30, size=(999, 30))].mean(axis=1)
+    assert two_level.interval == (paired.ci_low, paired.ci_high)
+    assert two_level.interval == _percentiles(means, 0.95)
+    assert two_level.point == pytest.approx(paired.mean_difference, rel=1e-15)
+
+
+def test_seeds_that_disagree_widen_the_interval():
+    paths = np.random.default_rng(2).normal(300.0, 10.0, size=30)
+    agree = np.stack([paths, paths])
+    disagree = np.stack([paths - 40.0, paths + 40.0])  # same mean, seeds 80 apart
+    narrow = seeds_and_paths_ci(agree, np.random.default_rng(0))
+    wide = seeds_and_paths_ci(disagree, np.random.default_rng(0))
+    assert narrow.point == pytest.approx(wide.point, rel=1e-15)
+    # Same shape, same generator: the same draws. A replicate of `disagree` is that of `agree`
+    # plus 40 * (mean of the drawn seeds' signs): -40 or +40 with probability 1/4 each, so both
+    # tails of its interval lie about 40 from the mean, while `agree` only sees the paths.
+    assert narrow.interval[1] - narrow.interval[0] < 10.0
+    assert wide.interval[0] < wide.point - 35.0 and wide.interval[1] > wide.point + 35.0
+
+
+def _exact_two_level_distribution(values):
+    """{replicate mean: probability} over every (seed draw, path draw) of a (seeds, paths) array."""
+    runs, paths = values.shape
+    outcomes = Counter(
+        float(values[list(seeds)][:, list(columns)].mean())
+        for seeds in itertools.product(range(runs), repeat=runs)
+        for columns in itertools.product(range(paths), repeat=paths)
+    )
+    total = runs**runs * paths**paths
+    return {mean: count / total for mean, count in sorted(outcomes.items())}
+
+
+def test_two_seeds_two_paths_by_enumeration():
+    values = np.array([[0.0, 1.0], [2.0, 4.0]])
+    exact = _exact_two_level_distribution(values)
+    # By hand: path draws (0, 0), mixed, (1, 1) give the seeds' row means (0, 2), (0.5, 3),
+    # (1, 4); seed draws (0, 0), mixed, (1, 1) take the first, their average, the second. With
+    # probabilities 1/4, 1/2, 1/4 at each level, in sixteenths:
+    assert exact == {0.0: 1 / 16, 0.5: 2 / 16, 1.0: 3 / 16, 1.75: 4 / 16, 2.0: 1 / 16,
+                     2.5: 2 / 16, 3.0: 2 / 16, 4.0: 1 / 16}
+    # The replicates (drawn as seeds_and_paths_ci draws them, checked above) take only these
+    # values, at these frequencies (chi-square goodness of fit).
+    counts = Counter(_replicate_loop(values, np.random.default_rng(4), 16_000).tolist())
+    assert set(counts) == set(exact)
+    assert stats.chisquare([counts[m] for m in exact], [16_000 * p for p in exact.values()]
+                           ).pvalue > 1e-3
+    # Each tail below lies well inside one step of the exact CDF (0.05 against 1/16, 0.125
+    # against 3/16, ...), so with 20000 replicates the interval's ends are the exact quantiles.
+    atoms, cumulative = list(exact), np.cumsum(list(exact.values()))
+    for confidence in (0.2, 0.5, 0.75, 0.9, 0.99):
+        tail = (1.0 - confidence) / 2.0  # the q-quantile is the first atom with CDF >= q
+        ends = tuple(atoms[int(np.searchsorted(cumulative, q))] for q in (tail, 1.0 - tail))
+        point, interval = seeds_and_paths_ci(values, np.random.default_rng(3), n_bootstrap=20_000,
+                                             confidence=confidence)
+        assert interval == ends, confidence
+        assert point == sum(m * p for m, p in exact.items()) == 1.75  # the bootstrap's mean
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"scores": np.ones(3)}, "seeds, paths"),
+    ({"scores": np.ones((2, 0))}, "seeds, paths"),
+    ({"scores": np.array([[1.0, math.nan]])}, "seeds, paths"),
+    ({"n_bootstrap": 0}, "n_bootstrap"),
+    ({"confidence": 0.0}, "confidence"),
+])
+def test_seeds_and_paths_ci_rejects_bad_input(kwargs, message):
+    arguments = {"scores": np.ones((2, 3)), "rng": np.random.default_rng(0)}
+    with pytest.raises(ValueError, match=message):
+        seeds_and_paths_ci(**(arguments | kwargs))
+
+
+# --- Cross-checks against rliable -----------------------------------------------------------------
+
+
+def _score_matrices():
+    rng = np.random.default_rng(9)
+    yield rng.normal(300.0, 40.0, size=(5, 30)), rng.normal(310.0, 40.0, size=(1, 30))
+    yield rng.normal(size=(10, 3)), rng.normal(0.5, 1.0, size=(8, 3))
+    yield rng.integers(0, 4, size=(7, 5)).astype(float), rng.integers(0, 4, size=(3, 5)) * 1.0
+    yield np.full((3, 2), 2.0), np.full((4, 2), 2.0)  # every pair tied
+
+
+@pytest.mark.parametrize("x, y", list(_score_matrices()))
+def test_aggregates_match_rliable(x, y):
+    assert interquartile_mean(x) == metrics.aggregate_iqm(x)
+    assert interquartile_mean(y) == metrics.aggregate_iqm(y)
+    assert probability_of_improvement(x, y) == pytest.approx(
+        metrics.probability_of_improvement(x, y), rel=1e-12, abs=1e-15)
+    assert probability_of_improvement(y, x) == pytest.approx(
+        metrics.probability_of_improvement(y, x), rel=1e-12, abs=1e-15)
+
+
+def test_seed_bootstrap_agrees_with_rliables_stratified_bootstrap():
+    # With one column, seeds_and_paths_ci resamples only the seeds (a bound of 1 draws
+    # nothing): rliable's stratified bootstrap of the mean over one task. rliable draws its
+    # indices from NumPy's global state (np.random.choice), not from a Generator, so the two
+    # cannot share draws; they must agree statistically: with 20000 replicates each, the
+    # percentile ends differ by Monte Carlo error alone, about 1% of the interval's width.
+    from rliable import library  # needs pandas < 3 (the test extra pins it): arch 7 breaks on 3
+    scores = np.random.default_rng(6).normal(380.0, 15.0, size=(12, 1))
+    ours = seeds_and_paths_ci(scores, np.random.default_rng(0), n_bootstrap=20_000)
+    state = np.random.get_state()
+    np.random.seed(0)  # rliable's only source of randomness; restored below
+    try:
+        points, intervals = library.get_interval_estimates(
+            {"x": scores}, lambda s: np.array([metrics.aggregate_mean(s)]), reps=20_000)
+    finally:
+        np.random.set_state(state)
+    width = ours.interval[1] - ours.interval[0]
+    assert points["x"][0] == pytest.approx(ours.point, rel=1e-12)
+    assert intervals["x"][:, 0] == pytest.approx(ours.interval, abs=0.05 * width)
 
 
 # --- Share of the bound -------------------------------------------------------------------------

@@ -18,13 +18,10 @@ from echelon.models.planning import (
     save_spec,
 )
 from echelon.policies.base_stock import RequestMode
-from echelon.policies.lp import (
-    ScenarioLP,
-    ShrinkingHorizonLP,
-    _PlanningLP,
-    perfect_information_bound,
-)
-from echelon.policies.search import Family, from_params, make_policy
+from echelon.policies.chain_lp import ScenarioLP, _PlanningLP
+from echelon.policies.families import Family, HeuristicSpec, from_params, make_policy
+from echelon.policies.lp import perfect_information_bound
+from echelon.policies.receding import ShrinkingHorizonLP
 from echelon.sim.config import ChainConfig
 from echelon.sim.demand import DemandPath, Geometric, Poisson
 from echelon.sim.rollout import rollout
@@ -179,6 +176,11 @@ def test_heuristic_spec_round_trip_gives_the_same_actions(tmp_path):
     chain = ChainConfig()
     params = {"z": [94.0, 214.0, 416.0], "last_order_period": [27, 21, 8]}
     spec = heuristic_spec(Family.TIME_AWARE, params, RequestMode.CLIP, demand=Poisson(19.9))
+    # The saved JSON is the HeuristicSpec's, with the kind first and the law planned for last.
+    assert list(spec) == ["kind", "family", "mode", "params", "demand"]
+    assert spec == {"kind": "heuristic",
+                    **HeuristicSpec(Family.TIME_AWARE, RequestMode.CLIP, params).to_dict(),
+                    "demand": {"law": "poisson", "mu": 19.9}}
     path = save_spec(spec, tmp_path / "plan")
     assert path == tmp_path / "plan" / "policy.json"
     assert json.loads(path.read_text()) == spec

@@ -8,35 +8,18 @@ import pytest
 from echelon._limits import SizeLimitError
 from echelon.policies.base import Policy
 from echelon.policies.base_stock import EchelonBaseStock, RequestMode
-from echelon.policies.lp import (
-    ScenarioLP,
-    ShrinkingHorizonLP,
-    _PlanningLP,
-    lp_bytes,
-    perfect_information_bound,
-    perfect_information_plan,
-    plan_bytes,
-    scheduled_arrivals,
-)
+from echelon.policies.chain_lp import ScenarioLP, _PlanningLP, lp_bytes
+from echelon.policies.lp import perfect_information_bound, perfect_information_plan, plan_bytes
+from echelon.policies.receding import ShrinkingHorizonLP
+from echelon.policies.replay import PlanReplay
 from echelon.sim import core
+from echelon.sim.core import scheduled_arrivals
 from echelon.sim.config import ChainConfig
 from echelon.sim.demand import Poisson
 from echelon.sim.rollout import rollout
 
 # Slack for HiGHS's tolerances on profits of a few hundred.
 _TOL = 1e-6
-
-
-class Replay:
-    """Requests given in advance for every episode and period: orders shaped (N, T, S)."""
-
-    reads_observation = False
-
-    def __init__(self, orders: np.ndarray) -> None:
-        self.orders = orders
-
-    def act(self, obs, state):
-        return self.orders[:, state.period]
 
 
 def _one_stage(**changes) -> ChainConfig:
@@ -95,7 +78,8 @@ def test_one_stage_lost_sales_holding_does_not_pay():
     assert plan.profit[0] == pytest.approx(5.1875, abs=1e-6)
     assert plan.orders[0, :, 0].tolist() == [1.0, 4.0, 0.0]
     assert plan.retail_sales[0].tolist() == [2.0, 1.0, 4.0]
-    assert rollout(config, Replay(plan.orders), demand).profit[0] == pytest.approx(5.1875, abs=1e-9)
+    profit = rollout(config, PlanReplay(plan.orders), demand).profit[0]
+    assert profit == pytest.approx(5.1875, abs=1e-9)
 
 
 def test_one_stage_backlog_zero_lead_time_sells_on_arrival():
@@ -109,7 +93,7 @@ def test_one_stage_backlog_zero_lead_time_sells_on_arrival():
     plan = perfect_information_plan(config, demand)
     assert plan.profit[0] == pytest.approx(5.5, abs=1e-6)
     assert plan.orders[0, :, 0].tolist() == [3.0, 2.0]
-    assert rollout(config, Replay(plan.orders), demand[None]).profit[0] == pytest.approx(5.5)
+    assert rollout(config, PlanReplay(plan.orders), demand[None]).profit[0] == pytest.approx(5.5)
 
 
 def test_two_stages_zero_lead_times_ship_only_start_of_period_stock():
@@ -129,7 +113,7 @@ def test_two_stages_zero_lead_times_ship_only_start_of_period_stock():
     assert plan.profit[0] == pytest.approx(0.6, abs=1e-6)
     assert plan.orders[0].tolist() == [[0.0, 4.0], [4.0, 0.0]]
     assert plan.on_hand[0].tolist() == [[0.0, 4.0], [0.0, 0.0]]
-    assert rollout(config, Replay(plan.orders), demand).profit[0] == pytest.approx(0.6)
+    assert rollout(config, PlanReplay(plan.orders), demand).profit[0] == pytest.approx(0.6)
 
 
 # The bound against heuristics ----------------------------------------------------------------------
@@ -142,10 +126,10 @@ def _heuristics(config: ChainConfig, episodes: int, rng: np.random.Generator):
     else:
         levels = [np.cumsum(rng.uniform(10, 60, stages)) for _ in range(3)]
     policies = [EchelonBaseStock(config, z, mode) for z in levels for mode in RequestMode]
-    policies.append(Replay(np.zeros((episodes, periods, stages))))
+    policies.append(PlanReplay(np.zeros((episodes, periods, stages))))
     capacity = np.asarray(config.capacity)
     for _ in range(3):  # random orders, some above capacity and some negative
-        policies.append(Replay(rng.uniform(-0.2, 1.5, (episodes, periods, stages)) * capacity))
+        policies.append(PlanReplay(rng.uniform(-0.2, 1.5, (episodes, periods, stages)) * capacity))
     return policies
 
 
@@ -170,7 +154,7 @@ def test_the_simulator_replays_the_optimal_plan_at_the_lp_value(name):
     integral = plan.integral
     # HiGHS returns vertices; on these chains every one found so far is integral.
     assert integral.mean() >= 0.9
-    replayed = rollout(config, Replay(plan.orders), demand, record=True)
+    replayed = rollout(config, PlanReplay(plan.orders), demand, record=True)
     np.testing.assert_allclose(replayed.profit[integral], plan.profit[integral], rtol=0, atol=_TOL)
     # An integral plan is shipped exactly as requested: the LP's dynamics are the core's.
     trajectory = replayed.trajectory
@@ -178,7 +162,7 @@ def test_the_simulator_replays_the_optimal_plan_at_the_lp_value(name):
     np.testing.assert_array_equal(shipped, requests)
     np.testing.assert_array_equal(shipped, plan.orders[integral])
     # A fractional plan, rounded down by the simulator, cannot beat the bound.
-    floored = rollout(config, Replay(np.floor(plan.orders)), demand).profit
+    floored = rollout(config, PlanReplay(np.floor(plan.orders)), demand).profit
     assert np.all(floored <= plan.profit + _TOL)
 
 

@@ -10,6 +10,7 @@ from echelon._limits import SizeLimitError
 from echelon.policies import search
 from echelon.policies.base_stock import (
     EchelonBaseStock,
+    LocalBaseStock,
     ReorderPointOrderUpTo,
     RequestMode,
     TimeAwareBaseStock,
@@ -23,7 +24,6 @@ from echelon.policies.search import (
     make_policy,
     optimize,
     paper_grid,
-    pattern_search,
     run_search,
     to_params,
     wide_bounds,
@@ -49,6 +49,8 @@ VECTORS = {
     Family.SS: np.array([[60.0, 150.0, 300.0, 40.0, 60.0, 150.0],
                          [80.0, 180.0, 400.0, 0.0, 0.0, 0.0],
                          [30.0, 100.0, 200.0, 90.0, 10.0, 300.0]]),
+    # local levels z of each stage's own position.
+    Family.LOCAL: np.array([[80.0, 100.0, 40.0], [60.0, 120.0, 250.0], [0.0, 0.0, 0.0]]),
 }
 
 
@@ -147,10 +149,13 @@ def test_make_policy_builds_each_family():
     # S = s + gap: 60 + 40, 150 + 60, 300 + 150.
     assert ss.reorder_point.tolist() == [60.0, 150.0, 300.0]
     assert ss.order_up_to.tolist() == [100.0, 210.0, 450.0]
+    local = make_policy(CONFIG, Family.LOCAL, VECTORS[Family.LOCAL][1], RequestMode.RAW)
+    assert isinstance(local, LocalBaseStock) and local.mode is RequestMode.RAW
+    assert local.levels.tolist() == [60.0, 120.0, 250.0]
 
 
 @pytest.mark.parametrize(("family", "size"), [(Family.BASE_STOCK, 3), (Family.TIME_AWARE, 6),
-                                              (Family.SS, 6)])
+                                              (Family.SS, 6), (Family.LOCAL, 3)])
 def test_make_policy_rejects_wrong_vector_length(family, size):
     assert family.size(CONFIG.stages) == size
     with pytest.raises(ValueError, match=f"need {size} values for 3 stages"):
@@ -185,6 +190,7 @@ def test_params_round_trip(family):
         (Family.TIME_AWARE, {"z": [1.0, 2.0, 3.0]}, "['last_order_period']"),
         (Family.SS, {"S": [1.0, 2.0, 3.0]}, "['s']"),
         (Family.SS, {}, "['s', 'S']"),
+        (Family.LOCAL, {"S": [1.0]}, "['z']"),
     ],
 )
 def test_from_params_missing_key_raises(family, params, missing):
@@ -215,58 +221,14 @@ def test_wide_bounds_by_hand():
     assert upper.tolist() == high + [29.0, 29.0, 29.0]
     lower, upper = wide_bounds(CONFIG, Family.SS)
     assert lower.tolist() == [0.0] * 6 and upper.tolist() == high + high
+    lower, upper = wide_bounds(CONFIG, Family.LOCAL)
+    assert lower.tolist() == [0.0, 0.0, 0.0] and upper.tolist() == high
 
 
 def test_paper_grid_lies_within_the_wide_bounds():
     lower, upper = wide_bounds(CONFIG, Family.BASE_STOCK)
     grid = paper_grid(CONFIG.stages)
     assert np.all(grid >= lower) and np.all(grid <= upper)
-
-
-# Pattern search on a known objective -------------------------------------------------------------
-
-
-def _quadratic(target, weights, seen):
-    """A concave separable quadratic with the integer maximiser ``target``; records each batch."""
-
-    def score(vectors):
-        seen.append(np.array(vectors))
-        return -np.sum(weights * (vectors - target) ** 2, axis=1)
-
-    return score
-
-
-@pytest.mark.parametrize(("size", "max_neighbourhood"), [(3, 729), (3, 1), (7, 729)],
-                         ids=["full-3^P", "compass-forced", "compass-P=7"])
-def test_pattern_search_reaches_the_exact_maximiser(size, max_neighbourhood):
-    rng = np.random.default_rng(5)
-    target = rng.integers(-30, 31, size=size).astype(np.float64)
-    weights = rng.uniform(0.5, 3.0, size=size)
-    lower, upper = np.full(size, -50.0), np.full(size, 50.0)
-    starts = np.vstack([lower, upper, np.zeros(size), rng.integers(-50, 51, size=(3, size))])
-    seen = []
-    found = pattern_search(_quadratic(target, weights, seen), starts, np.full(size, 16.0),
-                           lower, upper, max_neighbourhood=max_neighbourhood)
-    assert found.shape == (6, size)
-    assert np.array_equal(found, np.tile(target, (6, 1)))
-    # Every batch is a whole neighbourhood per active start: 3^P points, or 2P + 1.
-    per_start = 3**size if 3**size <= max_neighbourhood else 2 * size + 1
-    assert all(len(batch) % per_start == 0 for batch in seen)
-
-
-def test_pattern_search_respects_bounds():
-    # The unconstrained maximiser (70, -3, -90) lies outside [-20, 40]^3; the separable
-    # objective's constrained maximiser is the target clipped to the box: (40, -3, -20).
-    target = np.array([70.0, -3.0, -90.0])
-    lower, upper = np.full(3, -20.0), np.full(3, 40.0)
-    seen = []
-    starts = np.array([[0.0, 0.0, 0.0], [-20.0, 40.0, 10.0], [39.0, -19.0, -20.0]])
-    found = pattern_search(_quadratic(target, np.ones(3), seen), starts, np.full(3, 8.0),
-                           lower, upper)
-    assert found.tolist() == [[40.0, -3.0, -20.0]] * 3
-    every = np.concatenate(seen)
-    assert np.all(every >= lower) and np.all(every <= upper)
-    assert np.all(every == np.round(every))  # integer lattice
 
 
 # optimize ----------------------------------------------------------------------------------------
@@ -354,6 +316,23 @@ def test_richer_families_do_at_least_as_well_as_base_stock(paths, base_results, 
     else:
         for cand in result.ranked:
             assert all(big >= small for small, big in zip(cand.params["s"], cand.params["S"]))
+
+
+def test_optimize_local_base_stock_improves_on_its_starting_points(paths, base_results):
+    # The local search starts from the coarse grid and from the best echelon levels as local
+    # ones (z_i - z_{i-1}); its pattern search can only improve on them on the search paths.
+    search_paths, rank_paths = paths
+    result = optimize(CONFIG, Family.LOCAL, search_paths, rank_paths, **SMALL)
+    best_levels = sorted(base_results[RequestMode.CLIP].ranked, key=lambda c: -c.search_mean)
+    levels = np.array([from_params(Family.BASE_STOCK, c.params) for c in best_levels[:2]])
+    seeds = np.maximum(np.diff(levels, axis=1, prepend=0.0), 0.0)
+    seeded = evaluate(CONFIG, Family.LOCAL, seeds, search_paths).mean(axis=1).max()
+    assert max(c.search_mean for c in result.ranked) >= seeded
+    assert result.family is Family.LOCAL and len(result.ranked) == 3
+    lower, upper = wide_bounds(CONFIG, Family.LOCAL)
+    for cand in result.ranked:
+        vector = from_params(Family.LOCAL, cand.params)
+        assert np.all(vector >= lower) and np.all(vector <= upper)
 
 
 def test_optimize_rejects_bad_counts(paths):

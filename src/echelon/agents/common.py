@@ -207,7 +207,12 @@ def actor_schedule(optimizer: torch.optim.Optimizer, kind: str, total_steps: int
 @torch.no_grad()
 def soft_update(target: nn.Module, source: nn.Module, rate: float) -> None:
     """Polyak averaging: target <- (1 - rate) * target + rate * source."""
-    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), rate)
+    # Tensor.lerp_, public, rather than the private torch._foreach_lerp_: both evaluate ATen's
+    # one lerp formula, so the weights are the same bit for bit (on CUDA at the cost of one
+    # kernel launch per parameter instead of one per batch of them).
+    for target_parameter, source_parameter in zip(target.parameters(), source.parameters(),
+                                                  strict=True):
+        target_parameter.lerp_(source_parameter, rate)
 
 
 def scalars(losses: dict[str, torch.Tensor]) -> dict[str, float]:

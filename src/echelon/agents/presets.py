@@ -1,36 +1,53 @@
-"""Named training presets: ``paper``, ``default`` and ``quick``.
+"""Named training presets: ``paper``, ``default`` and ``quick`` (:data:`AGENT_PRESETS`).
 
 * ``paper``: exactly the paper's stated IQL settings (gamma 0.99, tau 0.7, beta 1.0, learning
   rate 3e-6, two hidden layers of 1024 units, 100 epochs of batch 512). The other algorithms get
-  the same networks, rate, batch and epochs, so that they are controls under the same budget.
+  the same networks, rate, batch and epochs, so that they are controls under the same budget
+  (each algorithm's values: ``AlgorithmSpec.paper`` in :mod:`echelon.agents.registry`).
 * ``default``: the common settings of each algorithm's paper or reference code (hidden 256,
   learning rate 3e-4; IQL: tau 0.7, beta 3.0, cosine-decayed actor rate (IQL paper, CORL);
   TD3+BC: alpha 2.5 (TD3+BC paper)), 100 epochs of batch 256.
 * ``quick``: ``default`` for 20 epochs, for smoke runs and the quick reproduction.
+
+These are presets of one agent's training; the presets of a whole run (``quick``, ``paper``)
+are TOML files in :mod:`echelon.presets`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
+from echelon.agents.config import TrainConfig
 from echelon.agents.registry import ALGORITHMS, algorithm_config
-from echelon.agents.trainer import TrainConfig
 
-PRESETS = ("paper", "default", "quick")
 
-_PAPER_NETWORK = {"hidden": (1024, 1024), "learning_rate": 3e-6}
-_PAPER = {
-    "iql": {**_PAPER_NETWORK, "gamma": 0.99, "expectile": 0.7, "temperature": 1.0,
-            "actor_lr_schedule": "constant"},
-    "bc": dict(_PAPER_NETWORK),
-    "td3bc": {**_PAPER_NETWORK, "gamma": 0.99},
-    "td3": {**_PAPER_NETWORK, "gamma": 0.99},
-    # CQL has a rate per network; both get the paper's (its entropy weight keeps its own rate).
-    "cql": {"hidden": _PAPER_NETWORK["hidden"], "gamma": 0.99,
-            "actor_learning_rate": _PAPER_NETWORK["learning_rate"],
-            "critic_learning_rate": _PAPER_NETWORK["learning_rate"]},
+@dataclass(frozen=True)
+class AgentPreset:
+    """A named training budget for any algorithm."""
+
+    summary: str
+    """One line on what it is for (help texts)."""
+    epochs: int
+    """``TrainConfig.epochs``."""
+    batch_size: int
+    """``TrainConfig.batch_size``."""
+    paper_settings: bool
+    """Each algorithm's ``AlgorithmSpec.paper`` values instead of its config's defaults."""
+
+
+AGENT_PRESETS: dict[str, AgentPreset] = {
+    "paper": AgentPreset("the paper's IQL settings, and its network and budget for the others",
+                         epochs=100, batch_size=512, paper_settings=True),
+    "default": AgentPreset("each algorithm's reference settings", epochs=100, batch_size=256,
+                           paper_settings=False),
+    "quick": AgentPreset("the default settings for 20 epochs, for smoke runs", epochs=20,
+                         batch_size=256, paper_settings=False),
 }
+
+# The names, under the name they had before AGENT_PRESETS (``echelon.run.config`` imports it).
+PRESETS = tuple(AGENT_PRESETS)
 
 
 def agent_preset(algorithm: str, preset: str, **train_overrides: Any) -> tuple[Any, TrainConfig]:
@@ -38,7 +55,7 @@ def agent_preset(algorithm: str, preset: str, **train_overrides: Any) -> tuple[A
 
     Args:
         algorithm: A key of ``ALGORITHMS``.
-        preset: ``paper``, ``default`` or ``quick``.
+        preset: A key of ``AGENT_PRESETS`` (``paper``, ``default`` or ``quick``).
         train_overrides: ``TrainConfig`` fields to change (``seed=3``, ``device="cpu"``).
 
     Raises:
@@ -46,18 +63,10 @@ def agent_preset(algorithm: str, preset: str, **train_overrides: Any) -> tuple[A
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {algorithm!r}")
-    if preset not in PRESETS:
-        raise ValueError(f"agent preset must be one of {list(PRESETS)}, got {preset!r}")
-    if preset == "paper":
-        algo = algorithm_config(algorithm, _settings(algorithm, _PAPER[algorithm]))
-        train = TrainConfig(epochs=100, batch_size=512)
-    else:
-        algo = algorithm_config(algorithm)
-        train = TrainConfig(epochs=100 if preset == "default" else 20, batch_size=256)
+    if not isinstance(preset, str) or preset not in AGENT_PRESETS:
+        raise ValueError(f"agent preset must be one of {list(AGENT_PRESETS)}, got {preset!r}")
+    chosen = AGENT_PRESETS[preset]
+    values = ALGORITHMS[algorithm].paper if chosen.paper_settings else None
+    algo = algorithm_config(algorithm, values)
+    train = TrainConfig(epochs=chosen.epochs, batch_size=chosen.batch_size)
     return algo, dataclasses.replace(train, **train_overrides)
-
-
-def _settings(algorithm: str, values: dict[str, Any]) -> dict[str, Any]:
-    """Only the keys the algorithm's config has (e.g. BC has no gamma)."""
-    known = {f.name for f in dataclasses.fields(ALGORITHMS[algorithm].config)}
-    return {k: v for k, v in values.items() if k in known}

@@ -1,4 +1,9 @@
-"""The algorithms by name, their config dataclasses, and the named training presets."""
+"""The algorithms by name: each one's config dataclass, learner, and settings under the paper.
+
+Adding an algorithm is one file (its config and learner, as ``iql.py``) and one entry here; the
+trainer, the checkpoints, the agent presets (:mod:`echelon.agents.presets`) and the command
+line's choices read this table.
+"""
 
 from __future__ import annotations
 
@@ -10,22 +15,47 @@ from echelon.agents.cql import CQL, CQLConfig
 from echelon.agents.iql import IQL, IQLConfig
 from echelon.agents.td3bc import TD3BC, TD3BCConfig
 
+# The paper's stated network and learning rate (two hidden layers of 1024 units, 3e-6, for its
+# IQL); the ``paper`` agent preset gives them to every algorithm, so that the others are
+# controls under the same budget.
+_PAPER_HIDDEN = (1024, 1024)
+_PAPER_LEARNING_RATE = 3e-6
+
+
+def paper_settings(rates: tuple[str, ...] = ("learning_rate",), **values: Any) -> dict[str, Any]:
+    """An algorithm's config values under the ``paper`` preset.
+
+    Args:
+        rates: The config's fields that hold the networks' learning rates; each gets the
+            paper's rate.
+        values: Further config values the paper states (``gamma=0.99``).
+
+    Returns:
+        ``hidden`` (the paper's layers), each of ``rates`` (the paper's rate), and ``values``.
+    """
+    return {"hidden": _PAPER_HIDDEN, **dict.fromkeys(rates, _PAPER_LEARNING_RATE), **values}
+
 
 class AlgorithmSpec(NamedTuple):
     config: type
     """The config dataclass."""
     learner: type
     """The learner class: ``(obs_dim, action_dim, config, total_steps, generator, device)``."""
+    paper: dict[str, Any]
+    """Config values under the ``paper`` agent preset (see :func:`paper_settings`)."""
     defaults: dict[str, Any] = {}
     """Config values that differ from the dataclass defaults for this name."""
 
 
 ALGORITHMS: dict[str, AlgorithmSpec] = {
-    "iql": AlgorithmSpec(IQLConfig, IQL),
-    "bc": AlgorithmSpec(BCConfig, BC),
-    "td3bc": AlgorithmSpec(TD3BCConfig, TD3BC),
-    "td3": AlgorithmSpec(TD3BCConfig, TD3BC, {"bc_weight": 0.0}),
-    "cql": AlgorithmSpec(CQLConfig, CQL),
+    "iql": AlgorithmSpec(IQLConfig, IQL, paper_settings(
+        gamma=0.99, expectile=0.7, temperature=1.0, actor_lr_schedule="constant")),
+    "bc": AlgorithmSpec(BCConfig, BC, paper_settings()),
+    "td3bc": AlgorithmSpec(TD3BCConfig, TD3BC, paper_settings(gamma=0.99)),
+    "td3": AlgorithmSpec(TD3BCConfig, TD3BC, paper_settings(gamma=0.99), {"bc_weight": 0.0}),
+    # CQL has a rate per network; both get the paper's (its entropy weight keeps its own rate).
+    "cql": AlgorithmSpec(CQLConfig, CQL, paper_settings(
+        ("actor_learning_rate", "critic_learning_rate"), gamma=0.99)),
 }
 
 

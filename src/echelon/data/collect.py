@@ -10,45 +10,77 @@ import numpy as np
 
 from echelon._limits import check_memory, memory_limit
 from echelon.data.dataset import _LOG_FIELDS, _TRANSITION_FIELDS, OfflineDataset, from_trajectory
+from echelon.policies.base import Policy
 from echelon.policies.base_stock import RequestMode
+from echelon.policies.families import Family, HeuristicSpec, Params
 from echelon.policies.mixture import Mixture
 from echelon.policies.noise import GaussianNoise
-from echelon.policies.search import Candidate, Family, from_params, make_policy
+from echelon.policies.search import Candidate
 from echelon.sim.config import ChainConfig
 from echelon.sim.demand import child_seeds
 from echelon.sim.rollout import rollout, rollout_bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Behaviour:
-    """One heuristic behaviour policy of a mixture, as found by a search."""
+    """One heuristic behaviour policy of a mixture, as found by a search: a named, weighted
+    :class:`~echelon.policies.families.HeuristicSpec`.
+
+    Built as ``Behaviour(name, family, params, mode, weight)`` (family and mode as enums or
+    their values), or from a spec with :meth:`from_spec`.
+
+    Raises:
+        ValueError: If the weight is not > 0, or the family or mode is unknown.
+    """
 
     name: str
     """A label, e.g. ``paper-grid-1``."""
-    family: Family
-    """The heuristic family."""
-    params: dict[str, list[float]]
-    """Its parameters, as in a search result (``{"z": [...]}``, ...)."""
-    mode: RequestMode = RequestMode.CLIP
-    """How its shortfalls become requests."""
-    weight: float = 1.0
+    spec: HeuristicSpec
+    """The heuristic: family, request mode and parameters."""
+    weight: float
     """Relative probability that an episode follows it, > 0."""
 
-    def __post_init__(self) -> None:
-        if not np.isfinite(self.weight) or self.weight <= 0:
-            raise ValueError(f"behaviour {self.name!r}: weight must be > 0, got {self.weight!r}")
+    def __init__(self, name: str, family: Family, params: Params,
+                 mode: RequestMode = RequestMode.CLIP, weight: float = 1.0) -> None:
+        if not np.isfinite(weight) or weight <= 0:
+            raise ValueError(f"behaviour {name!r}: weight must be > 0, got {weight!r}")
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "spec", HeuristicSpec(family, mode, params))
+        object.__setattr__(self, "weight", weight)
+
+    @classmethod
+    def from_spec(cls, name: str, spec: HeuristicSpec, weight: float = 1.0) -> Behaviour:
+        return cls(name, spec.family, spec.params, spec.mode, weight)
 
     @classmethod
     def from_candidate(cls, name: str, family: Family, candidate: Candidate, mode: RequestMode,
                        weight: float = 1.0) -> Behaviour:
         return cls(name, family, candidate.params, mode, weight)
 
-    def policy(self, config: ChainConfig):
-        return make_policy(config, self.family, from_params(self.family, self.params), self.mode)
+    @classmethod
+    def from_dict(cls, data: dict) -> Behaviour:
+        """Inverse of :meth:`to_dict` (a dataset's ``behaviour_policies`` entry)."""
+        return cls.from_spec(data["name"], HeuristicSpec.from_dict(data), data["weight"])
+
+    @property
+    def family(self) -> Family:
+        return self.spec.family
+
+    @property
+    def params(self) -> Params:
+        return self.spec.params
+
+    @property
+    def mode(self) -> RequestMode:
+        return self.spec.mode
+
+    def policy(self, config: ChainConfig) -> Policy:
+        return self.spec.policy(config)
 
     def to_dict(self, noise_std: float) -> dict:
-        return {"name": self.name, "family": self.family.value, "params": self.params,
-                "mode": self.mode.value, "weight": self.weight, "noise_std": noise_std}
+        spec = self.spec.to_dict()
+        return {"name": self.name, "family": spec["family"], "params": spec["params"],
+                "mode": spec["mode"], "weight": self.weight, "noise_std": noise_std}
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,6 @@
-"""The offline dataset: transitions of logged episodes, and its HDF5 file.
+"""The offline dataset: transitions of logged episodes, their schema and its validation.
+
+The HDF5 file of a dataset is written and read by :mod:`echelon.data.dataset_file`.
 
 Schema (version 1). Every array has one row per transition, M = episodes x periods, stored in
 episode order and period order within an episode:
@@ -48,16 +50,11 @@ episode stay exact. For the default chain, U = 1e6 and R = 9.55e6.
 
 from __future__ import annotations
 
-import json
-import mmap
-import os
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from echelon._io import atomic_write_path
 from echelon.sim.config import ChainConfig
 
 SCHEMA_VERSION = 1
@@ -139,6 +136,40 @@ class OfflineDataset:
         out = np.full(self.episodes, -1, dtype=np.int64)
         out[self.episode_ids] = self.behaviour_ids
         return out
+
+    def summary(self) -> dict[str, Any]:
+        """What ``echelon dataset inspect`` shows: sizes, returns per behaviour policy, ranges.
+
+        Returns:
+            A JSON-ready dict; a behaviour with no episode has ``mean_return`` None, and one
+            with a single episode ``std_return`` None.
+        """
+        returns, behaviour = self.episode_returns(), self.episode_behaviour()
+        known = bool(self.behaviour_policies)
+        policies = []
+        for k, spec in enumerate(self.behaviour_policies or [{"name": "unknown"}]):
+            mine = returns[behaviour == (k if known else -1)]
+            policies.append({
+                "id": k if known else -1,
+                "name": spec.get("name"),
+                "params": spec.get("params"),
+                "episodes": int(len(mine)),
+                "mean_return": float(mine.mean()) if len(mine) else None,
+                "std_return": float(mine.std(ddof=1)) if len(mine) > 1 else None,
+            })
+        return {
+            "transitions": len(self),
+            "episodes": self.episodes,
+            "observation_size": self.chain.observation_size,
+            "action_size": self.chain.stages,
+            "mean_return": float(returns.mean()),
+            "behaviour_policies": policies,
+            "action_min": self.actions.min(axis=0).tolist(),
+            "action_max": self.actions.max(axis=0).tolist(),
+            "observation_min": self.observations.min(axis=0).tolist(),
+            "observation_max": self.observations.max(axis=0).tolist(),
+            "source": self.source,
+        }
 
     def select_episodes(self, keep: np.ndarray) -> OfflineDataset:
         """The dataset restricted to some episodes, renumbered 0 .. len(keep)-1 in given order.
@@ -233,7 +264,7 @@ def reward_limit(chain: ChainConfig) -> float:
     return min(unit_limit(chain) * per_unit, EXACT_SUM / horizon)
 
 
-def _type_name(value: Any) -> str:
+def type_name(value: Any) -> str:
     if isinstance(value, np.ndarray):
         return f"an array of shape {value.shape}"
     return type(value).__name__
@@ -241,26 +272,26 @@ def _type_name(value: Any) -> str:
 
 def _validate_metadata(data: OfflineDataset) -> None:
     if not isinstance(data.chain, ChainConfig):
-        raise DatasetError(f"chain must be a ChainConfig, got {_type_name(data.chain)}")
+        raise DatasetError(f"chain must be a ChainConfig, got {type_name(data.chain)}")
     if not isinstance(data.log, dict):
-        raise DatasetError(f"log must be a dict of the log/* arrays, got {_type_name(data.log)}")
+        raise DatasetError(f"log must be a dict of the log/* arrays, got {type_name(data.log)}")
     if not isinstance(data.behaviour_policies, list):
         raise DatasetError("behaviour_policies must be a list of objects, got "
-                           f"{_type_name(data.behaviour_policies)}")
+                           f"{type_name(data.behaviour_policies)}")
     for k, spec in enumerate(data.behaviour_policies):
         if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-            got = (f"name {spec.get('name')!r}" if isinstance(spec, dict) else _type_name(spec))
+            got = (f"name {spec.get('name')!r}" if isinstance(spec, dict) else type_name(spec))
             raise DatasetError(f"behaviour_policies[{k}] must be an object with a string name, "
                                f"got {got}")
         if "params" in spec and not isinstance(spec["params"], dict):
             raise DatasetError(f"behaviour_policies[{k}].params must be an object, got "
-                               f"{_type_name(spec['params'])}")
+                               f"{type_name(spec['params'])}")
     for name in ("seeds", "source"):
         if not isinstance(getattr(data, name), dict):
-            raise DatasetError(f"{name} must be a dict, got {_type_name(getattr(data, name))}")
+            raise DatasetError(f"{name} must be a dict, got {type_name(getattr(data, name))}")
 
 
-def _shape_error(name: str, got: Any, want: tuple[int, ...], obs_size: int,
+def shape_error(name: str, got: Any, want: tuple[int, ...], obs_size: int,
                  stages: int) -> DatasetError:
     """The error for a field whose shape is ``got`` (a tuple, or a type's name)."""
     ndim = len(got) if isinstance(got, tuple) else -1
@@ -303,7 +334,7 @@ def validate(data: OfflineDataset) -> None:
     for name, array, (dtype, trailing) in checks:
         want = (rows, *trailing(obs_size, stages))
         if not isinstance(array, np.ndarray) or array.shape != want:
-            raise _shape_error(name, getattr(array, "shape", type(array).__name__), want,
+            raise shape_error(name, getattr(array, "shape", type(array).__name__), want,
                                obs_size, stages)
         if array.dtype != dtype:
             raise DatasetError(f"{name} must have dtype {np.dtype(dtype).name}, got {array.dtype}")
@@ -364,272 +395,6 @@ def _validate_episodes(data: OfflineDataset) -> None:
     follows = inner.copy()
     if np.any(data.next_observations[:-1][follows[:-1]] != data.observations[1:][follows[:-1]]):
         raise DatasetError("next_observations must equal the following step's observations")
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)
-
-
-def save(data: OfflineDataset, path: str | os.PathLike) -> Path:
-    """Writes the dataset to an HDF5 file, atomically (temp file beside it, then rename).
-
-    The bytes depend only on the content, so the same data gives an identical file.
-
-    Returns:
-        The path written.
-    """
-    import h5py
-
-    from echelon import __version__
-
-    validate(data)  # arrays may have been changed in place since construction
-
-    def write(tmp: Path) -> None:
-        with h5py.File(tmp, "w", track_order=False) as f:
-            f.attrs["schema_version"] = SCHEMA_VERSION
-            f.attrs["echelon_version"] = __version__
-            f.attrs["chain"] = _json(data.chain.to_dict())
-            f.attrs["behaviour_policies"] = _json(data.behaviour_policies)
-            f.attrs["seeds"] = _json(data.seeds)
-            f.attrs["source"] = _json(data.source)
-            for name in _TRANSITION_FIELDS:
-                f.create_dataset(name, data=getattr(data, name), track_times=False,
-                                 compression="gzip", compression_opts=4, shuffle=True)
-            log = f.create_group("log", track_order=False)
-            for name in _LOG_FIELDS:
-                log.create_dataset(name, data=data.log[name], track_times=False,
-                                   compression="gzip", compression_opts=4, shuffle=True)
-
-    return atomic_write_path(path, write)
-
-
-# What h5py raises for a damaged object varies with the damage (and a vlen string attribute that
-# is not UTF-8 raises UnicodeDecodeError, a ValueError).
-_H5PY_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
-# The same for a JSON value that the config classes cannot take (a list where a number belongs,
-# an integer too large for a float).
-_CONFIG_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError,
-                  RecursionError)
-# Narrower types of the schema's kind that load widens: float32 to float64, int32 to int64.
-_WIDENED_KINDS = {np.float64: "f", np.int64: "iu", np.bool_: "b"}
-
-
-def load(path: str | os.PathLike, chain: ChainConfig | None = None) -> OfflineDataset:
-    """Reads and validates a dataset file.
-
-    Args:
-        path: The HDF5 file.
-        chain: If given, the file's chain must have the same observation and action sizes.
-
-    Raises:
-        DatasetError: Naming the file and what is wrong: it is missing, truncated or not HDF5; the
-            schema version is missing, not an integer or unknown; an attribute is missing, not
-            JSON, or JSON of the wrong type (or the chain is invalid); a field is missing, of
-            another type, shape or HDF5 kind (a group for a dataset); or the content fails
-            :func:`validate` (values out of range, a broken episode structure).
-    """
-    import h5py
-
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: no such dataset file")
-    try:
-        f = h5py.File(path, "r")
-    except _H5PY_ERRORS as error:
-        raise DatasetError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {error}") from None
-    with f:
-        _check_global_heaps(path)
-        version = _attribute(f, path, "schema_version", "schema_version must be an integer")
-        if version is None:
-            raise DatasetError(f"{path}: no schema_version attribute; not an echelon dataset")
-        if isinstance(version, (bool, np.bool_)) or not isinstance(version, (int, np.integer)):
-            raise DatasetError(f"{path}: schema_version must be an integer, got "
-                               f"{_type_name(version)} {_short(version)}")
-        if version != SCHEMA_VERSION:
-            raise DatasetError(
-                f"{path}: schema version {int(version)}, this echelon reads version {SCHEMA_VERSION}"
-            )
-        chain_dict = _json_attribute(f, path, "chain", dict)
-        try:
-            file_chain = ChainConfig.from_dict(chain_dict)
-        except _CONFIG_ERRORS as error:
-            raise DatasetError(f"{path}: bad chain attribute: {error}") from None
-        meta = {"behaviour_policies": _json_attribute(f, path, "behaviour_policies", list),
-                "seeds": _json_attribute(f, path, "seeds", dict),
-                "source": _json_attribute(f, path, "source", dict)}
-        arrays, log = _read_arrays(f, path, file_chain)
-    if chain is not None:
-        for what, mine, theirs in (
-            ("observation size", chain.observation_size, file_chain.observation_size),
-            ("number of ordering stages", chain.stages, file_chain.stages),
-        ):
-            if mine != theirs:
-                raise DatasetError(f"{path}: {what} is {theirs}, the env expects {mine}")
-    try:
-        return OfflineDataset(chain=file_chain, **arrays, log=log, **meta)
-    except DatasetError as error:
-        raise DatasetError(f"{path}: {error}") from None
-
-
-# A global heap collection (where HDF5 keeps the attributes' strings): "GCOL", version 1, three
-# reserved bytes, then its size in bytes (8 bytes little-endian), then its objects, each with a
-# 16-byte header (index, reference count, reserved, size) and its data padded to 8 bytes; index 0
-# is the free space, whose size includes its header (HDF5 File Format Specification, III.E).
-_GLOBAL_HEAP = b"GCOL\x01\x00\x00\x00"
-_HEAP_OBJECT_HEADER = 16
-
-
-def _check_global_heaps(path: Path) -> None:
-    """Refuses a global heap collection whose objects do not tile it.
-
-    libhdf5 (2.0) walks a collection's objects up to its claimed end, each object's size giving
-    the step to the next. A damaged collection size sends it past the collection into other
-    bytes, where an object size of 0, or one near 2**64 that wraps the address around, never
-    reaches the end: reading an attribute then never returns (found by fuzzing our files). The
-    same walk, with every step checked to move forward and stay inside, refuses the file first.
-    """
-    with path.open("rb") as handle:
-        if os.fstat(handle.fileno()).st_size == 0:  # nothing to map (HDF5 refused it already)
-            return
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            start = data.find(_GLOBAL_HEAP)
-            while start >= 0:
-                size = int.from_bytes(data[start + 8 : start + 16], "little")
-                end = start + size
-                if end > len(data):
-                    raise DatasetError(f"{path}: a global heap collection at byte {start} runs "
-                                       "past the end of the file (truncated or corrupt?)")
-                at = start + 16
-                while at + _HEAP_OBJECT_HEADER <= end:
-                    index = int.from_bytes(data[at : at + 2], "little")
-                    length = int.from_bytes(data[at + 8 : at + 16], "little")
-                    step = _HEAP_OBJECT_HEADER + -(-length // 8) * 8 if index else length
-                    if step <= 0 or at + step > end:
-                        raise DatasetError(f"{path}: the global heap collection at byte {start} is "
-                                           f"damaged (an object at byte {at} does not fit it)")
-                    at += step
-                start = data.find(_GLOBAL_HEAP, start + 1)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _attribute(f, path: Path, name: str, rule: str) -> Any:
-    """The attribute's value, or None where it is missing.
-
-    Its shape and type are checked before it is read: a damaged header may claim an array of any
-    size, which h5py would allocate first. (A damaged length of a variable-length string still
-    makes libhdf5 allocate up to 4 GiB, its 32-bit limit, before it reports the damage.)
-
-    Args:
-        rule: What the attribute must be, the message's start (``"schema_version must be an
-            integer"``).
-    """
-    import h5py
-
-    try:
-        if name not in f.attrs:
-            return None
-        attribute = h5py.h5a.open(f.id, name.encode())
-        shape, itemsize = attribute.shape, attribute.dtype.itemsize
-        kind = type(attribute.get_type())
-    except _H5PY_ERRORS as error:
-        raise DatasetError(f"{path}: cannot read attribute {name!r} (corrupt?): {error}") from None
-    if shape != ():
-        raise DatasetError(f"{path}: {rule}, got an array of shape {shape}")
-    # Numbers, strings and h5py's bools (an enum) only: libhdf5 crashes reading some damaged
-    # variable-length types (a string's type field changed to a reserved value reads as a
-    # sequence, and reading it segfaults), and none of the others is ours.
-    if kind not in (h5py.h5t.TypeIntegerID, h5py.h5t.TypeFloatID, h5py.h5t.TypeStringID,
-                    h5py.h5t.TypeEnumID):
-        what = kind.__name__.removeprefix("Type").removesuffix("ID").lower()
-        raise DatasetError(f"{path}: {rule}, got an HDF5 {what} attribute")
-    if itemsize > path.stat().st_size:
-        raise DatasetError(f"{path}: attribute {name!r} claims {itemsize:,} bytes, more than the "
-                           "file holds (corrupt?)")
-    try:
-        return f.attrs[name]
-    except _H5PY_ERRORS as error:
-        raise DatasetError(f"{path}: cannot read attribute {name!r} (corrupt?): {error}") from None
-
-
-def _json_attribute(f, path: Path, name: str, kind: type) -> Any:
-    """A JSON string attribute, parsed and checked to be a ``kind`` (dict: an object, or list)."""
-    raw = _attribute(f, path, name, f"bad {name} attribute: must be a JSON string")
-    if raw is None:
-        raise DatasetError(f"{path}: missing attribute {name!r}")
-    if isinstance(raw, (bytes, np.bytes_)):  # a fixed-length string written by another tool
-        try:
-            raw = bytes(raw).decode("utf-8")
-        except UnicodeDecodeError:
-            raise DatasetError(f"{path}: bad {name} attribute: not UTF-8 text") from None
-    if not isinstance(raw, str):
-        raise DatasetError(f"{path}: bad {name} attribute: must be a JSON string, got "
-                           f"{_type_name(raw)} {_short(raw)}")
-    try:
-        value = json.loads(raw)
-    except (ValueError, RecursionError) as error:
-        raise DatasetError(f"{path}: bad {name} attribute: not valid JSON: {error}") from None
-    if not isinstance(value, kind):
-        want = "an object" if kind is dict else "a list"
-        raise DatasetError(f"{path}: bad {name} attribute: must be {want}, got "
-                           f"{type(value).__name__} {_short(value)}")
-    return value
-
-
-def _read_arrays(f, path: Path,
-                 chain: ChainConfig) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """The transition and log arrays, their HDF5 kind, dtype and shape checked before reading."""
-    import h5py
-
-    def node(parent, name: str, full: str, kind: type, missing: str | None = None):
-        """The group or dataset ``name``, with its shape and dtype for a dataset."""
-        try:
-            item = parent.get(name)
-            if kind is h5py.Dataset and isinstance(item, kind):  # the dtype is decoded here
-                return item, item.shape, item.dtype
-        except _H5PY_ERRORS as error:
-            raise DatasetError(f"{path}: cannot read {full} (truncated or corrupt?): "
-                               f"{error}") from None
-        if item is None:
-            raise DatasetError(f"{path}: missing field {missing or full}")
-        if not isinstance(item, kind):
-            want, got = ("a group", "a dataset") if kind is h5py.Group else ("a dataset", "a group")
-            raise DatasetError(f"{path}: {full} must be {want} in the file, got {got}")
-        return item, None, None
-
-    obs_size, stages = chain.observation_size, chain.stages
-    _, shape, _ = node(f, "rewards", "rewards", h5py.Dataset)
-    rows = shape[0] if shape is not None and len(shape) == 1 else -1
-    if rows < 1:
-        raise DatasetError(f"{path}: rewards must be a non-empty one-dimensional array, got shape "
-                           f"{shape}")
-    fields = [(f, name, name, spec) for name, spec in _TRANSITION_FIELDS.items()]
-    group, _, _ = node(f, "log", "log", h5py.Group, missing="log/sales")
-    fields += [(group, name, f"log/{name}", spec) for name, spec in _LOG_FIELDS.items()]
-    # Every shape is checked before anything is read: a damaged header may claim any size.
-    items = []
-    for parent, name, full, (dtype, trailing) in fields:
-        item, shape, stored = node(parent, name, full, h5py.Dataset)
-        want = (rows, *trailing(obs_size, stages))
-        if shape != want:
-            raise DatasetError(f"{path}: {_shape_error(full, shape, want, obs_size, stages)}")
-        if stored != dtype and not (stored.kind in _WIDENED_KINDS[dtype]
-                                    and np.can_cast(stored, dtype, "safe")):
-            raise DatasetError(f"{path}: {full} must have dtype {np.dtype(dtype).name}, got "
-                               f"{stored}")
-        items.append((name, full, item, dtype))
-    arrays, log = {}, {}
-    for name, full, item, dtype in items:
-        try:
-            array = np.asarray(item[()], dtype=dtype)
-        except _H5PY_ERRORS as error:
-            raise DatasetError(f"{path}: cannot read {full} (truncated or corrupt?): "
-                               f"{error}") from None
-        (log if full.startswith("log/") else arrays)[name] = array
-    return arrays, log
 
 
 def dataset_fields() -> list[str]:

@@ -48,8 +48,8 @@ from echelon.data.dataset import (
     from_trajectory,
     unit_limit,
 )
+from echelon.policies.replay import PlanReplay
 from echelon.sim.config import ChainConfig
-from echelon.sim.core import ChainState
 from echelon.sim.rollout import rollout
 
 # How far a logged on-hand may be from the simulator's: logs written with a few decimals pass.
@@ -80,18 +80,6 @@ def log_columns(stages: int, *, episode: bool = True) -> list[str]:
         *(f"order_{i}" for i in range(stages)),
         "demand",
     ]
-
-
-class _Replay:
-    """Plays logged orders: episode i requests ``orders[i, n]`` in period n."""
-
-    reads_observation = False
-
-    def __init__(self, orders: np.ndarray) -> None:
-        self.orders = orders  # (N, T, S)
-
-    def act(self, obs: np.ndarray | None, state: ChainState) -> np.ndarray:
-        return self.orders[:, state.period]
 
 
 @dataclass
@@ -285,7 +273,7 @@ def import_log(path: str | os.PathLike, chain: ChainConfig) -> OfflineDataset:
     episodes, periods, stages = rows.episodes, chain.periods, chain.stages
     orders = np.array(rows.orders, dtype=np.float64).reshape(episodes, periods, stages)
     demand = np.array(rows.demand, dtype=np.float64).reshape(episodes, periods)
-    trajectory = rollout(chain, _Replay(orders), demand, record=True).trajectory
+    trajectory = rollout(chain, PlanReplay(orders), demand, record=True).trajectory
     obs = trajectory["observation"]  # (E, T+1, D); its first S entries are the on-hand
 
     logged = np.array(rows.on_hand, dtype=np.float64)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from echelon._limits import check_memory
-from echelon.evaluation.figures import PolicyKind
+from echelon.evaluation.kinds import PolicyKind
 from echelon.policies.base import Policy
 from echelon.policies.base_stock import (
     EchelonBaseStock,
@@ -29,8 +29,8 @@ from echelon.policies.base_stock import (
     TimeAwareBaseStock,
 )
 from echelon.policies.lp import perfect_information_plan, plan_bytes
+from echelon.policies.replay import PlanReplay
 from echelon.sim.config import ChainConfig
-from echelon.sim.core import ChainState
 from echelon.sim.rollout import rollout, rollout_bytes, rollout_in_blocks
 
 Kind = PolicyKind  # the role of a policy in a comparison (it sets its colour in the figures)
@@ -141,18 +141,6 @@ def evaluate_policy(
         seconds=time.perf_counter() - start,
         params=params or {},
     )
-
-
-class PlanReplay:
-    """Replays fixed per-episode order plans (N, T, S) through the core, period by period."""
-
-    reads_observation = False
-
-    def __init__(self, orders: np.ndarray) -> None:
-        self.orders = np.asarray(orders, dtype=np.float64)
-
-    def act(self, obs: np.ndarray | None, state: ChainState) -> np.ndarray:
-        return self.orders[:, state.period]
 
 
 def evaluate_bound(config: ChainConfig, test_paths: np.ndarray, name: str = "perfect-information bound") -> PolicyResult:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -27,20 +26,10 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from echelon._io import atomic_write
+from echelon.evaluation.kinds import PolicyKind
 
 PROFIT_LABEL = "discounted episode profit (OR-Gym reward)"
 DPI = 150
-
-
-class PolicyKind(StrEnum):
-    """The role of a policy in a comparison; it sets the policy's colour in every figure."""
-
-    AGENT = "agent"
-    BEST_EXPERT = "best expert"
-    EXPERT = "expert"
-    BASELINE = "baseline"
-    MODEL = "model-based"
-    BOUND = "bound"
 
 
 KIND_COLOURS = {

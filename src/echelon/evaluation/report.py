@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from echelon._io import atomic_write_text
-from echelon.evaluation import figures, stats
+from echelon.evaluation import figures, stats, verdicts
 from echelon.evaluation.evaluate import Kind, PolicyResult
+from echelon.models.demand_fit import MISSPECIFIED_BELOW
 
 # The paper's Table I and text (discounted episode profit, 100 test episodes, one IQL run).
 PAPER = {"expert_mean": 341.35, "expert_std": 13.27, "iql_mean": 400.78, "iql_std": 14.76,
@@ -21,6 +22,8 @@ PAPER = {"expert_mean": 341.35, "expert_std": 13.27, "iql_mean": 400.78, "iql_st
 
 @dataclass(frozen=True)
 class Verdict:
+    """A claim as the report names it, the verdict on it and the evidence behind the verdict."""
+
     claim: str
     verdict: str
     evidence: str
@@ -54,7 +57,10 @@ def _variants(results: list[PolicyResult]) -> dict[str, list[PolicyResult]]:
 def _seed_matched(a: list[PolicyResult], b: list[PolicyResult]) -> tuple[np.ndarray, np.ndarray]:
     """(seeds, episodes) profits of two variants on the seeds both have."""
     seeds = sorted({r.params["seed"] for r in a} & {r.params["seed"] for r in b})
-    pick = lambda runs: np.stack([next(r.profit for r in runs if r.params["seed"] == s) for s in seeds])  # noqa: E731
+
+    def pick(runs: list[PolicyResult]) -> np.ndarray:
+        return np.stack([next(r.profit for r in runs if r.params["seed"] == s) for s in seeds])
+
     return pick(a), pick(b)
 
 
@@ -250,7 +256,8 @@ def _model_section(model, results, expert, bound, variants, run) -> list[str]:
         lines += ["When the model is wrong: the same behaviour policies logged in a world the fitted "
                   "law does not describe; each plan is scored where it is used, against the same "
                   "planner given the true law, on the same paths.", "",
-                  "| case | fitted mean | fit flagged (chi-square p < 0.01) | law preferred by AIC | "
+                  f"| case | fitted mean | fit flagged (chi-square p < {MISSPECIFIED_BELOW:g}) | "
+                  "law preferred by AIC | "
                   "fitted plan | true-law plan | gap |", "|---|---:|---|---|---:|---:|---:|"]
         for case in model["misspecification"]:
             lines.append(f"| {case['case']} | {_fmt(case['fitted_mean'])} | "
@@ -272,13 +279,13 @@ def _verdicts(run, expert, bound, variants, paper_protocol, rng, n_boot) -> list
     if not iql:
         return [Verdict("IQL beats the best expert", "not tested", "No IQL agent was trained in this run.")]
     diffs = [stats.paired_comparison(r.profit, expert.profit, rng, n_bootstrap=n_boot) for r in iql]
-    above = sum(d.ci_low > 0 for d in diffs)
-    below = sum(d.ci_high < 0 for d in diffs)
-    verdict = ("supported" if above == len(diffs) else "refuted" if below == len(diffs)
-               else "inconclusive: the seeds disagree")
+    intervals = [(d.ci_low, d.ci_high) for d in diffs]
+    sides = [verdicts.interval_side(interval) for interval in intervals]
+    above, below = sides.count(1), sides.count(-1)
     detail = "; ".join(f"seed {r.params['seed']}: {d.mean_difference:+.2f} [{d.ci_low:+.2f}, {d.ci_high:+.2f}]"
                        for r, d in zip(iql, diffs))
-    out.append(Verdict("Claim 1: IQL beats the best expert in its dataset", verdict,
+    out.append(Verdict("Claim 1: IQL beats the best expert in its dataset",
+                       str(verdicts.beats_expert(intervals)),
                        f"Paired mean difference of each IQL seed to the best expert on the same "
                        f"{len(expert.profit)} paths, with 95% bootstrap CIs: {detail}. "
                        f"{above} of {len(diffs)} seeds are significantly above it, {below} below."))
@@ -286,41 +293,39 @@ def _verdicts(run, expert, bound, variants, paper_protocol, rng, n_boot) -> list
     gain = 100.0 * (scores.mean() - expert.profit.mean()) / abs(expert.profit.mean())
     boot = stats.seeds_and_paths_ci(scores - expert.profit[None, :], rng, n_bootstrap=n_boot).interval
     lo, hi = (100.0 * b / abs(expert.profit.mean()) for b in boot)
-    reproduced = lo <= PAPER["improvement"] <= hi
+    reproduced = verdicts.improvement_reproduced((lo, hi), claimed=PAPER["improvement"])
     protocol = (f" Under the paper's own protocol (seed {iql[0].params['seed']}, first "
                 f"{run.evaluate.paper_episodes} paths, unpaired) it is {paper_protocol[0]:+.2f}%, "
                 f"Welch p = {_p(paper_protocol[1])}." if paper_protocol else "")
-    out.append(Verdict("Claim 2: by 17.41% in mean profit", "reproduced" if reproduced else "not reproduced",
+    out.append(Verdict("Claim 2: by 17.41% in mean profit", str(reproduced),
                        f"Across {len(iql)} seeds, IQL's mean is {gain:+.2f}% of the best expert's "
                        f"(95% CI over seeds and paths [{lo:+.2f}%, {hi:+.2f}%]).{protocol}"))
     tau = {0.7: iql}
     for name, runs in variants.items():
         if name.startswith("iql-expectile"):
             tau[float(name.removeprefix("iql-expectile"))] = runs
-    if len(tau) > 1:
+    lower = [t for t in tau if t < 0.7]
+    difference = None
+    if len(tau) == 1:
+        evidence = "This run trained no other expectile; add `--sweep iql.tau=0.5,0.9`."
+    else:
         means = ", ".join(f"tau {t}: {np.mean([r.profit.mean() for r in runs]):.2f}"
                           for t, runs in sorted(tau.items()))
-        lower = [t for t in tau if t < 0.7]
         evidence = f"Mean profit across seeds by expectile: {means}."
         if lower:
             a, b = _seed_matched(iql, tau[max(lower)])
-            diff, (lo, hi) = stats.seeds_and_paths_ci(a - b, rng, n_bootstrap=n_boot)
+            diff, difference = stats.seeds_and_paths_ci(a - b, rng, n_bootstrap=n_boot)
+            lo, hi = difference
             evidence += (f" tau 0.7 minus tau {max(lower)} (same seeds, same paths; 95% CI over "
                          f"seeds and paths): {diff:+.2f} [{lo:+.2f}, {hi:+.2f}].")
-            verdict = ("supported" if lo > 0 else "refuted: the lower expectile does better" if hi < 0
-                       else "not supported: no significant difference")
-        else:
-            verdict = "not tested against a lower expectile"
-        out.append(Verdict("Claim 3: tau = 0.7 acts as a value-maximising filter", verdict, evidence))
-    else:
-        out.append(Verdict("Claim 3: tau = 0.7 acts as a value-maximising filter", "not tested",
-                           "This run trained no other expectile; add `--sweep iql.tau=0.5,0.9`."))
+    out.append(Verdict("Claim 3: tau = 0.7 acts as a value-maximising filter",
+                       str(verdicts.value_filter(difference, other_expectiles=len(tau) > 1)),
+                       evidence))
     if "bc" in variants:
         a, b = _seed_matched(iql, variants["bc"])
         diff, (lo, hi) = stats.seeds_and_paths_ci(a - b, rng, n_bootstrap=n_boot)
-        verdict = ("supported" if lo > 0 else "refuted: behaviour cloning does better" if hi < 0
-                   else "not supported: IQL and behaviour cloning do not differ significantly")
-        out.append(Verdict("Claim 4: IQL is more than imitation", verdict,
+        out.append(Verdict("Claim 4: IQL is more than imitation",
+                           str(verdicts.more_than_imitation((lo, hi))),
                            f"IQL minus behaviour cloning (same seeds, same paths; 95% CI over seeds "
                            f"and paths): {diff:+.2f} [{lo:+.2f}, {hi:+.2f}]. Seed means: IQL "
                            f"{', '.join(_fmt(v) for v in a.mean(axis=1))}; behaviour cloning "

@@ -12,13 +12,14 @@ Three protocols, from the weakest to the strongest claim:
   episodes where ``a`` beats ``b``.
 * **Across training seeds** (rliable's conventions, Agarwal et al., "Deep Reinforcement Learning
   at the Edge of the Statistical Precipice", NeurIPS 2021): the scores of a method are an array
-  shaped (runs, tasks), an aggregate maps that array to a number, and an interval estimate
-  takes an explicit ``numpy.random.Generator`` and returns a point and an interval
-  (:class:`IntervalEstimate`). Here a *run* is one training seed. A *task* is one column of
-  scores that every run is measured on; our default is a single task, a run's mean discounted
-  profit over the common test paths, so scores are shaped (seeds, 1). Passing one column per
-  test path (seeds, episodes) is also valid: rliable's stratified bootstrap then resamples
-  seeds independently within each path, as it resamples runs within each Atari game.
+  shaped (runs, tasks), an aggregate maps that array to a number (:func:`interquartile_mean`,
+  :func:`probability_of_improvement`), and an interval estimate takes an explicit
+  ``numpy.random.Generator`` and returns a point and an interval (:class:`IntervalEstimate`).
+  Here a *run* is one training seed and a *task* one common test path, so scores are shaped
+  (seeds, paths). Their interval is :func:`seeds_and_paths_ci`, a two-level bootstrap that
+  resamples seeds and, for all seeds alike, paths: rliable's stratified bootstrap would instead
+  resample seeds within each path independently, which treats the paths as fixed and breaks
+  the seed's identity across them.
 
 A 1-D array of run scores is read as (runs, 1). Every random draw comes from the ``rng``
 argument; nothing touches global random state.
@@ -27,7 +28,7 @@ argument; nothing touches global random state.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -223,6 +224,10 @@ def paired_comparison(
     else:
         signed_rank = stats.wilcoxon(difference)
         w_statistic, w_p_value = float(signed_rank.statistic), float(signed_rank.pvalue)
+    # Not scipy.stats.bootstrap(..., paired=True, method="percentile", rng=rng): its replicates
+    # are these, draw for draw (test_stats checks it), but it takes the interval with
+    # scipy.stats.quantile, whose arithmetic differs from np.percentile's in the last bits, so
+    # every published interval would move; its default method, BCa, differs outright.
     replicates = np.concatenate([
         difference[rng.integers(0, n, size=(reps, n))].mean(axis=1)
         for reps in _chunk_sizes(n_bootstrap, n)
@@ -275,44 +280,6 @@ def interquartile_mean(scores: np.ndarray) -> float:
     return float(stats.trim_mean(_runs_by_tasks(scores, "scores"), 0.25, axis=None))
 
 
-def aggregate_with_ci(
-    scores: np.ndarray,
-    aggregate: Callable[[np.ndarray], float],
-    rng: np.random.Generator,
-    n_bootstrap: int = 2000,
-    confidence: float = 0.95,
-) -> IntervalEstimate:
-    """An aggregate of runs x tasks scores with a stratified-bootstrap percentile interval.
-
-    As rliable's ``get_interval_estimates`` with its ``StratifiedBootstrap``: each replicate
-    redraws ``runs`` runs with replacement within every task independently, applies
-    ``aggregate``, and the interval is the percentile interval of the replicates.
-
-    Args:
-        scores: (runs, tasks) scores, or (runs,) for one task.
-        aggregate: Maps a (runs, tasks) array to a number, e.g. :func:`interquartile_mean` or
-            ``np.mean``.
-        rng: Source of the bootstrap's draws.
-        n_bootstrap: Bootstrap replicates, >= 1.
-        confidence: Coverage of the interval, in (0, 1).
-
-    Returns:
-        ``aggregate(scores)`` and its interval.
-
-    Raises:
-        ValueError: If scores are empty, non-finite or of more than two dimensions, or an
-            option is out of range.
-    """
-    values = _runs_by_tasks(scores, "scores")
-    _check_confidence(confidence)
-    _check_replicates(n_bootstrap)
-    replicates = np.array([
-        float(aggregate(resampled))
-        for resampled in _stratified_replicates(values, rng, n_bootstrap)
-    ])
-    return IntervalEstimate(float(aggregate(values)), _percentile_interval(replicates, confidence))
-
-
 def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
     """Probability that a run of X beats a run of Y on a task, averaged over tasks.
 
@@ -331,46 +298,12 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
         ValueError: If the arrays are empty, non-finite or cover different numbers of tasks.
     """
     scores_x, scores_y = _matching_tasks(x, y)
-    return float(_win_probability(scores_x[None], scores_y[None])[0])
-
-
-def probability_of_improvement_with_ci(
-    x: np.ndarray,
-    y: np.ndarray,
-    rng: np.random.Generator,
-    n_bootstrap: int = 2000,
-    confidence: float = 0.95,
-) -> IntervalEstimate:
-    """:func:`probability_of_improvement` with a stratified-bootstrap percentile interval.
-
-    As rliable's ``StratifiedIndependentBootstrap``: each replicate redraws the runs of x and,
-    independently, the runs of y with replacement within every task.
-
-    Args:
-        x: (runs_x, tasks) scores of method X, or (runs_x,) for one task.
-        y: (runs_y, tasks) scores of method Y on the same tasks, or (runs_y,).
-        rng: Source of the bootstrap's draws.
-        n_bootstrap: Bootstrap replicates, >= 1.
-        confidence: Coverage of the interval, in (0, 1).
-
-    Returns:
-        The probability of improvement and its interval.
-
-    Raises:
-        ValueError: As :func:`probability_of_improvement`, or if an option is out of range.
-    """
-    scores_x, scores_y = _matching_tasks(x, y)
-    _check_confidence(confidence)
-    _check_replicates(n_bootstrap)
-    replicates = np.concatenate([
-        _win_probability(_resample_runs(scores_x, rng, reps), _resample_runs(scores_y, rng, reps))
-        for reps in _chunk_sizes(n_bootstrap, scores_x.size + scores_y.size)
-    ])
-    point = float(_win_probability(scores_x[None], scores_y[None])[0])
-    return IntervalEstimate(point, _percentile_interval(replicates, confidence))
-
-
-# --- Share of the perfect-information bound -----------------------------------------------------
+    runs_x, runs_y = len(scores_x), len(scores_y)
+    # U = (rank sum of x in the pooled sample) - runs_x (runs_x + 1) / 2, with average ranks for
+    # ties, counts the pairs x wins plus half the ties: the Mann-Whitney U of x.
+    ranks = stats.rankdata(np.concatenate([scores_x, scores_y]), axis=0)
+    u = ranks[:runs_x].sum(axis=0) - runs_x * (runs_x + 1) / 2.0  # (tasks,)
+    return float((u / (runs_x * runs_y)).mean())
 
 
 def seeds_and_paths_ci(
@@ -395,6 +328,9 @@ def seeds_and_paths_ci(
 
     Returns:
         The mean of all scores and its percentile interval.
+
+    Raises:
+        ValueError: If scores are not a non-empty, finite 2-D array, or an option is out of range.
     """
     _check_confidence(confidence)
     _check_replicates(n_bootstrap)
@@ -402,12 +338,24 @@ def seeds_and_paths_ci(
     if values.ndim != 2 or values.size == 0 or not np.all(np.isfinite(values)):
         raise ValueError(f"scores must be a finite (seeds, paths) array, got shape {values.shape}")
     runs, paths = values.shape
-    replicates = np.empty(n_bootstrap)
-    for i in range(n_bootstrap):
-        seeds = rng.integers(0, runs, size=runs)
-        columns = rng.integers(0, paths, size=paths)
-        replicates[i] = values[seeds][:, columns].mean()
+    # A replicate draws ``runs`` seed indices, then ``paths`` path indices. One call with an array
+    # of upper bounds draws element by element in order, as a per-replicate loop of
+    # ``rng.integers(0, runs, runs); rng.integers(0, paths, paths)`` would (test_stats checks it
+    # against that loop). A bound of 1 draws nothing: one seed gives paired_comparison's draws.
+    bounds = np.repeat([runs, paths], [runs, paths])
+    chunks = []
+    for reps in _chunk_sizes(n_bootstrap, values.size):
+        draws = rng.integers(0, np.tile(bounds, reps)).reshape(reps, runs + paths)
+        seeds, columns = draws[:, :runs], draws[:, runs:]
+        # Summed path-major, as values[seeds][:, columns].mean() sums one replicate (NumPy lays
+        # that array out in Fortran order): the same order, so the same means to the last bit.
+        resampled = values.T[columns[:, :, None], seeds[:, None, :]]  # (reps, paths, seeds)
+        chunks.append(resampled.reshape(reps, -1).mean(axis=1))
+    replicates = np.concatenate(chunks)
     return IntervalEstimate(float(values.mean()), _percentile_interval(replicates, confidence))
+
+
+# --- Share of the perfect-information bound -----------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -514,33 +462,6 @@ def _chunk_sizes(replicates: int, values_per_replicate: int) -> Iterator[int]:
     per_chunk = max(1, _BOOTSTRAP_CHUNK_VALUES // max(1, values_per_replicate))
     for start in range(0, replicates, per_chunk):
         yield min(per_chunk, replicates - start)
-
-
-def _resample_runs(scores: np.ndarray, rng: np.random.Generator, reps: int) -> np.ndarray:
-    """(reps, runs, tasks) stratified resamples: runs redrawn within each task independently."""
-    runs, tasks = scores.shape
-    rows = rng.integers(0, runs, size=(reps, runs, tasks))
-    return scores[rows, np.arange(tasks)]
-
-
-def _stratified_replicates(
-    scores: np.ndarray, rng: np.random.Generator, n_bootstrap: int
-) -> Iterator[np.ndarray]:
-    """Yields n_bootstrap stratified resamples of (runs, tasks) scores, one at a time."""
-    for reps in _chunk_sizes(n_bootstrap, scores.size):
-        yield from _resample_runs(scores, rng, reps)
-
-
-def _win_probability(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(B,) task-averaged P(X > Y) + 0.5 P(X = Y) of x (B, runs_x, tasks) and y (B, runs_y, tasks).
-
-    Uses U = (rank sum of x in the pooled sample) - runs_x (runs_x + 1) / 2 with average ranks
-    for ties, which counts the pairs x wins plus half the ties: the Mann-Whitney U of x.
-    """
-    runs_x, runs_y = x.shape[1], y.shape[1]
-    ranks = stats.rankdata(np.concatenate([x, y], axis=1), axis=1)
-    u = ranks[:, :runs_x].sum(axis=1) - runs_x * (runs_x + 1) / 2.0  # (B, tasks)
-    return (u / (runs_x * runs_y)).mean(axis=1)
 
 
 def _percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:

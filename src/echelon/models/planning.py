@@ -7,11 +7,11 @@ directly, instead of being learned model-free from the logs:
 * :func:`plan_time_aware` searches the time-aware base-stock family (:func:`~echelon.policies.
   search.optimize`) on demand paths sampled from the MODEL's law; its profit on the true demand
   is what the estimate is worth.
-* :class:`RollingScenarioLP` re-plans every period with a scenario LP
-  (:class:`~echelon.policies.lp.ScenarioLP`) over the remaining horizon: K demand paths sampled
-  from the model's law share the first period's orders (non-anticipativity in the first period
-  only; later periods adapt to each scenario), the average discounted profit is maximised, and
-  the shared first-period orders are played.
+* :class:`~echelon.policies.receding.RollingScenarioLP` (re-exported here) re-plans every period
+  with a scenario LP (:class:`~echelon.policies.chain_lp.ScenarioLP`) over the remaining horizon:
+  K demand paths sampled from the model's law share the first period's orders
+  (non-anticipativity in the first period only; later periods adapt to each scenario), the
+  average discounted profit is maximised, and the shared first-period orders are played.
 
 A planned policy is stored as a JSON spec (``policy.json``) that :func:`load_policy` turns back
 into a :class:`~echelon.policies.base.Policy` for any chain with the same stages::
@@ -34,20 +34,12 @@ import numpy as np
 
 from echelon._io import atomic_write_json
 from echelon.policies.base import Policy
-from echelon.policies.base_stock import RequestMode, clip_requests
-from echelon.policies.lp import LPSolveError, ScenarioLP, scheduled_arrivals
-from echelon.policies.search import (
-    Family,
-    SearchConfig,
-    SearchResult,
-    Space,
-    from_params,
-    make_policy,
-    run_search,
-)
+from echelon.policies.base_stock import RequestMode
+from echelon.policies.families import Family, HeuristicSpec
+from echelon.policies.receding import RollingScenarioLP
+from echelon.policies.search import SearchConfig, SearchResult, Space, run_search
 from echelon.sim.config import ChainConfig
-from echelon.sim.core import ChainState
-from echelon.sim.demand import Demand, DemandPath, demand_from_dict, demand_to_dict
+from echelon.sim.demand import Demand, demand_from_dict, demand_to_dict
 
 PolicySpec = dict[str, Any]
 """A JSON-ready description of a planned policy (see the module docstring)."""
@@ -122,114 +114,6 @@ def plan_time_aware(
     return PlanResult(spec=spec, search=result, model=chain)
 
 
-# --- rolling-horizon scenario LP --------------------------------------------------------------
-
-
-class RollingScenarioLP:
-    """Re-plan every period with a K-scenario LP over the remaining horizon; play its first period.
-
-    In period n each episode's LP (:class:`~echelon.policies.lp.ScenarioLP`) starts from its
-    on-hand inventory, its units in transit (:func:`~echelon.policies.lp.scheduled_arrivals`) and,
-    in v0, its carried customer backlog, and faces K demand paths over periods n .. T-1 drawn
-    from ``demand`` (fresh draws for each episode and period, from ``rng``). The K scenarios share
-    the first period's shipments and plan the rest with their own path known, so the first-period
-    orders hedge against the spread of demand instead of planning for its mean
-    (:class:`~echelon.policies.lp.ShrinkingHorizonLP`). A ``DemandPath`` law is known in advance:
-    every scenario is the rest of the path.
-
-    The first-period shipments become the requests as in ``ShrinkingHorizonLP``: rounded to whole
-    units (halves up), clipped to the capacities and the upstream stages' start-of-period on-hand,
-    and in v0 net of requests already carried as backlog.
-
-    The scenario draws make the actions depend on ``rng``'s state: the same generator seed and the
-    same sequence of states give the same actions. An instance keeps one HiGHS model per remaining
-    horizon and is not thread-safe.
-
-    Args:
-        config: The chain (its dynamics; its demand law is the default ``demand``).
-        rng: Source of the demand scenarios.
-        demand: The law the scenarios are drawn from, e.g. a fitted one; ``config.demand`` if None.
-        scenarios: Number of scenarios K per LP, >= 1.
-    """
-
-    reads_observation = False
-
-    def __init__(
-        self,
-        config: ChainConfig,
-        rng: np.random.Generator,
-        *,
-        demand: Demand | None = None,
-        scenarios: int = 16,
-    ) -> None:
-        whole = isinstance(scenarios, (int, np.integer)) and not isinstance(scenarios, bool)
-        if not whole or scenarios < 1:
-            raise ValueError(f"scenarios must be an integer >= 1, got {scenarios!r}")
-        if not isinstance(rng, np.random.Generator):
-            raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-        self.demand = config.demand if demand is None else demand
-        if isinstance(self.demand, DemandPath) and len(self.demand.values) != config.periods:
-            raise ValueError(
-                f"demand path has {len(self.demand.values)} periods, the chain needs "
-                f"{config.periods}"
-            )
-        # The LPs' fixed start basis comes from the scenario law's mean demand.
-        self.config = config.replace(demand=self.demand)
-        self.rng, self.scenarios = rng, int(scenarios)
-        self._lps: dict[int, ScenarioLP] = {}
-
-    def __getstate__(self) -> dict:
-        # HiGHS instances do not pickle; they are rebuilt on demand.
-        return {**self.__dict__, "_lps": {}}
-
-    def _lp(self, horizon: int) -> ScenarioLP:
-        if horizon not in self._lps:
-            self._lps[horizon] = ScenarioLP(self.config, horizon, self.scenarios)
-        return self._lps[horizon]
-
-    def _draw(self, episodes: int, period: int, horizon: int) -> np.ndarray:
-        """(N, K, H) demand scenarios of the periods ``period`` .. T-1."""
-        if isinstance(self.demand, DemandPath):
-            rest = np.asarray(self.demand.values[period:])
-            return np.broadcast_to(rest, (episodes, self.scenarios, horizon))
-        paths = self.demand.sample(self.rng, episodes * self.scenarios, horizon)
-        return paths.reshape(episodes, self.scenarios, horizon)
-
-    def act(self, obs: np.ndarray | None, state: ChainState) -> np.ndarray:
-        """Requests of the first period of each episode's scenario plan.
-
-        Args:
-            obs: Unused (None).
-            state: The batched state at the start of period n < T.
-
-        Returns:
-            (N, S) whole-unit requests that the upstream stages can fill this period.
-
-        Raises:
-            LPSolveError: If HiGHS fails, naming the period and the episode.
-        """
-        config = self.config
-        horizon = config.periods - state.period
-        lp = self._lp(horizon)
-        arrivals = scheduled_arrivals(config, state)
-        carried = state.backlog[:, 0] if config.backlog else np.zeros(state.episodes)
-        scenarios = self._draw(state.episodes, state.period, horizon)
-        planned = np.empty((state.episodes, config.stages))
-        for episode in range(state.episodes):
-            try:
-                _, planned[episode] = lp.solve(
-                    state.on_hand[episode], arrivals[episode], carried[episode], scenarios[episode]
-                )
-            except LPSolveError as error:
-                raise LPSolveError(
-                    f"scenario LP of period {state.period}, episode {episode}: {error}"
-                ) from None
-        requests = clip_requests(config, state, np.maximum(np.floor(planned + 0.5), 0.0))
-        if config.backlog:
-            requests = np.maximum(requests - state.backlog[:, 1:], 0.0)
-        return requests
-
-
 # --- policy specs -----------------------------------------------------------------------------
 
 
@@ -237,9 +121,9 @@ def heuristic_spec(
     family: Family, params: dict[str, list[float]], mode: RequestMode = RequestMode.CLIP,
     *, demand: Demand | None = None,
 ) -> PolicySpec:
-    """The spec of a heuristic policy; ``demand`` records the law it was planned for."""
-    spec: PolicySpec = {"kind": "heuristic", "family": Family(family).value,
-                        "mode": RequestMode(mode).value, "params": params}
+    """The spec of a heuristic policy (a :class:`~echelon.policies.families.HeuristicSpec` with
+    its ``kind``); ``demand`` records the law it was planned for."""
+    spec: PolicySpec = {"kind": "heuristic", **HeuristicSpec(family, mode, params).to_dict()}
     if demand is not None:
         spec["demand"] = demand_to_dict(demand)
     return spec
@@ -269,10 +153,10 @@ def policy_from_spec(spec: PolicySpec, chain: ChainConfig) -> Policy:
         raise ValueError(f"a {kind!r} policy spec needs {list(needed)}, missing {missing}")
     if kind == "heuristic":
         try:
-            family, mode = Family(spec["family"]), RequestMode(spec["mode"])
+            heuristic = HeuristicSpec.from_dict(spec)
         except ValueError as error:
             raise ValueError(f"bad heuristic policy spec: {error}") from None
-        return make_policy(chain, family, from_params(family, spec["params"]), mode)
+        return heuristic.policy(chain)
     seed = spec["seed"]
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"rolling-lp spec seed must be an integer >= 0, got {seed!r}")

@@ -8,18 +8,27 @@ from echelon.policies.base_stock import (
     RequestMode,
     TimeAwareBaseStock,
 )
-from echelon.policies.lp import ShrinkingHorizonLP, perfect_information_bound
+from echelon.policies.families import FAMILIES, Family, HeuristicSpec
+from echelon.policies.lp import perfect_information_bound
 from echelon.policies.mixture import Mixture
 from echelon.policies.noise import GaussianNoise
+from echelon.policies.receding import RecedingHorizonLP, RollingScenarioLP, ShrinkingHorizonLP
+from echelon.policies.replay import PlanReplay
 
 __all__ = [
+    "FAMILIES",
     "EchelonBaseStock",
+    "Family",
     "GaussianNoise",
+    "HeuristicSpec",
     "LocalBaseStock",
     "Mixture",
+    "PlanReplay",
     "Policy",
+    "RecedingHorizonLP",
     "ReorderPointOrderUpTo",
     "RequestMode",
+    "RollingScenarioLP",
     "ShrinkingHorizonLP",
     "TimeAwareBaseStock",
     "perfect_information_bound",

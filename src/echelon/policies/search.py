@@ -22,16 +22,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from echelon._limits import check_memory
-from echelon.policies.base import Policy
-from echelon.policies.base_stock import (
-    EchelonBaseStock,
-    ReorderPointOrderUpTo,
-    RequestMode,
-    TimeAwareBaseStock,
+from echelon._progress import progress as progress_bar
+from echelon.policies.base_stock import RequestMode
+from echelon.policies.families import (  # the family registry, re-exported here for callers
+    FAMILIES,
+    Family,
+    SearchStart,
+    from_params,
+    make_policy,
+    to_params,
+    wide_bounds,
 )
+from echelon.policies.pattern import coarse_grid, pattern_search
 from echelon.sim.config import ChainConfig
 from echelon.sim.demand import check_paths, child_seeds, demand_bytes
 from echelon.sim.rollout import DEFAULT_BLOCK_SIZE, rollout_blocks, rollout_bytes
@@ -46,71 +50,6 @@ _BYTES_PER_CANDIDATE = 640
 PAPER_LEVELS = range(40, 301, 20)
 
 
-class Family(enum.Enum):
-    """A parametric family of heuristic policies."""
-
-    BASE_STOCK = "base-stock"
-    """Echelon base-stock: levels z (S values)."""
-    TIME_AWARE = "time-aware"
-    """Echelon base-stock with a last ordering period per stage: z, then last_order_period."""
-    SS = "ss"
-    """(s, S) on echelon position: reorder points s, then order-up-to levels S."""
-
-    def size(self, stages: int) -> int:
-        """Length P of a parameter vector for a chain of S stages."""
-        return stages if self is Family.BASE_STOCK else 2 * stages
-
-
-def to_params(family: Family, vector: np.ndarray) -> dict[str, list[float]]:
-    """A parameter vector as named per-stage lists (the ``params`` of the JSON output).
-
-    For ``ss`` the vector holds s and the gap S - s, which keeps S >= s during the search.
-    """
-    values = [float(v) for v in vector]
-    if family is Family.BASE_STOCK:
-        return {"z": values}
-    stages = len(values) // 2
-    if family is Family.TIME_AWARE:
-        return {"z": values[:stages], "last_order_period": [int(v) for v in values[stages:]]}
-    return {"s": values[:stages], "S": [s + g for s, g in zip(values[:stages], values[stages:])]}
-
-
-def from_params(family: Family, params: dict[str, list[float]]) -> np.ndarray:
-    """Inverse of :func:`to_params`.
-
-    Raises:
-        ValueError: If a key the family needs is missing.
-    """
-    needed = {Family.BASE_STOCK: ("z",), Family.TIME_AWARE: ("z", "last_order_period"),
-              Family.SS: ("s", "S")}[family]
-    missing = [key for key in needed if key not in params]
-    if missing:
-        raise ValueError(f"{family.value} parameters need {list(needed)}, missing {missing}")
-    if family is Family.SS:
-        s = np.asarray(params["s"], dtype=np.float64)
-        return np.concatenate([s, np.asarray(params["S"], dtype=np.float64) - s])
-    return np.concatenate([np.asarray(params[key], dtype=np.float64) for key in needed])
-
-
-def make_policy(
-    config: ChainConfig, family: Family, vectors: np.ndarray, mode: RequestMode = RequestMode.CLIP
-) -> Policy:
-    """The family's policy for parameter vectors shaped (P,) or (N, P), one row per episode."""
-    vectors = np.asarray(vectors, dtype=np.float64)
-    if vectors.shape[-1] != family.size(config.stages):
-        raise ValueError(
-            f"{family.value} parameter vectors need {family.size(config.stages)} values for "
-            f"{config.stages} stages, got shape {vectors.shape}"
-        )
-    stages = config.stages
-    if family is Family.BASE_STOCK:
-        return EchelonBaseStock(config, vectors, mode)
-    head, tail = vectors[..., :stages], vectors[..., stages:]
-    if family is Family.TIME_AWARE:
-        return TimeAwareBaseStock(config, head, tail, mode)
-    return ReorderPointOrderUpTo(config, head, head + tail, mode)
-
-
 def search_bytes(config: ChainConfig, candidates: int, episodes: int, *, workers: int = 2) -> int:
     """Peak memory of scoring ``candidates`` parameter vectors on ``episodes`` paths, in bytes.
 
@@ -118,7 +57,8 @@ def search_bytes(config: ChainConfig, candidates: int, episodes: int, *, workers
     per-episode vectors (at most 7.9 million demand values), and the rollout blocks in flight
     (one per worker); the demand paths themselves are excluded.
     """
-    periods, width = config.periods, 2 * config.stages  # the widest family has P = 2S
+    periods = config.periods
+    width = max(entry.blocks for entry in FAMILIES.values()) * config.stages  # the widest family
     per_call = max(1, _VALUES_PER_CALL // (episodes * periods)) * episodes if episodes else 0
     tiled = min(candidates * episodes, per_call)
     block = min(DEFAULT_BLOCK_SIZE, max(tiled, 1))
@@ -237,7 +177,7 @@ def run_search(
     if settings.space is Space.PAPER:
         batch = len(PAPER_LEVELS) ** config.stages
     else:
-        batch = max(4096, 3 * (periods + 1) if settings.family is Family.TIME_AWARE else 0)
+        batch = max(4096, FAMILIES[settings.family].start_batch(config))
     check_memory(f"a {settings.space.value} search on {episodes:,} demand paths of {periods:,} "
                  f"periods", paths_bytes + search_bytes(config, batch, episodes, workers=workers),
                  reduce="search.episodes or periods")
@@ -370,7 +310,7 @@ def grid_search(
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     grid = paper_grid(config.stages) if grid is None else np.atleast_2d(grid)
-    with tqdm(total=len(grid), desc=f"grid {family.value}", unit="cfg", disable=not progress) as bar:
+    with progress_bar(total=len(grid), desc=f"grid {family.value}", unit="cfg", enabled=progress) as bar:
         profits = evaluate(config, family, grid, paths, mode, workers=workers, on_chunk=bar.update)
     best = np.argsort(-profits.mean(axis=1), kind="stable")[:top_k]
     return SearchResult(
@@ -382,27 +322,6 @@ def grid_search(
         rank_episodes=len(paths),
         info={"space": "grid"},
     )
-
-
-def wide_bounds(config: ChainConfig, family: Family) -> tuple[np.ndarray, np.ndarray]:
-    """Search bounds wide enough for any sensible setting of the family.
-
-    Levels run from 0 (the stage never orders) to three times the mean demand over the
-    echelon's cumulative lead time plus one period; last ordering periods from -1 (never) to
-    T-1 (always).
-
-    Returns:
-        (P,) lower and (P,) upper bounds.
-    """
-    cumulative = np.cumsum(config.lead_time) + 1
-    level_high = np.ceil(3.0 * max(config.demand.mean, 1.0) * cumulative + max(config.initial_inventory))
-    level_low = np.zeros(config.stages)
-    if family is Family.BASE_STOCK:
-        return level_low, level_high
-    if family is Family.TIME_AWARE:
-        return (np.concatenate([level_low, np.full(config.stages, -1.0)]),
-                np.concatenate([level_high, np.full(config.stages, config.periods - 1.0)]))
-    return np.concatenate([level_low, level_low]), np.concatenate([level_high, level_high])
 
 
 class _Scores:
@@ -435,67 +354,6 @@ class _Scores:
         return np.array(ranked[:k])
 
 
-def _coarse_grid(lower: np.ndarray, upper: np.ndarray, budget: int) -> np.ndarray:
-    per_axis = max(2, int(budget ** (1.0 / len(lower))))
-    axes = [np.unique(np.round(np.linspace(lo, hi, per_axis))) for lo, hi in zip(lower, upper)]
-    return np.array(list(itertools.product(*axes)), dtype=np.float64)
-
-
-def _neighbourhood(point: np.ndarray, step: np.ndarray, lower, upper, full: bool) -> np.ndarray:
-    size = len(point)
-    if full:
-        moves = np.array(list(itertools.product((-1, 0, 1), repeat=size)), dtype=np.float64)
-    else:
-        moves = np.vstack([np.zeros(size), np.eye(size), -np.eye(size)])
-    return np.clip(point + moves * step, lower, upper)
-
-
-def pattern_search(
-    score: Callable[[np.ndarray], np.ndarray],
-    starts: np.ndarray,
-    step: np.ndarray,
-    lower: np.ndarray,
-    upper: np.ndarray,
-    *,
-    max_neighbourhood: int = 729,
-) -> np.ndarray:
-    """Batched pattern search on the integer lattice, from each start at once.
-
-    Each round evaluates the neighbourhood of every incumbent (all 3^P points when that is at
-    most ``max_neighbourhood``, else the 2P compass moves) and moves to its best point; an
-    incumbent that is already the best halves its step, and stops once the step is one unit.
-
-    Args:
-        score: Maps (K, P) vectors to (K,) mean profits (deterministic: common paths).
-        starts: (M, P) integer starting points.
-        step: (P,) initial steps, >= 1.
-        lower, upper: (P,) bounds.
-
-    Returns:
-        (M, P) the local optimum reached from each start.
-    """
-    full = 3 ** starts.shape[1] <= max_neighbourhood
-    points = np.array(starts, dtype=np.float64)
-    steps = np.tile(np.maximum(np.round(step), 1.0), (len(points), 1))
-    active = np.ones(len(points), dtype=bool)
-    while active.any():
-        hoods = [_neighbourhood(points[i], steps[i], lower, upper, full) for i in np.flatnonzero(active)]
-        means = score(np.concatenate(hoods))
-        offset = 0
-        for i, hood in zip(np.flatnonzero(active), hoods):
-            local = means[offset : offset + len(hood)]
-            offset += len(hood)
-            here = local[0] if not full else local[len(hood) // 2]
-            best = int(np.argmax(local))
-            if local[best] > here:
-                points[i] = hood[best]
-            elif np.all(steps[i] <= 1.0):
-                active[i] = False
-            else:
-                steps[i] = np.maximum(np.floor(steps[i] / 2.0), 1.0)
-    return points
-
-
 def optimize(
     config: ChainConfig,
     family: Family,
@@ -511,12 +369,13 @@ def optimize(
 ) -> SearchResult:
     """Finds the best policies of a family over wide bounds.
 
-    Base-stock: a coarse grid over :func:`wide_bounds`, then a pattern search from its best
-    ``starts`` points. Time-aware: from the best base-stock levels with no ordering cut-off and
-    from the coarse grid with lead-time cut-offs, a sweep of each stage's last ordering period,
-    then a joint pattern search. (s, S): from the
-    best base-stock levels (s = S), a joint pattern search over s and S - s. The best
-    ``top_k`` distinct vectors found on ``search_paths`` are ranked on ``rank_paths``.
+    Every search first optimises base-stock levels: a coarse grid over :func:`wide_bounds`,
+    then a pattern search from its best ``starts`` points. Another family then starts from
+    there, as its registry entry says (``HeuristicFamily.start``; e.g. time-aware: the best
+    levels with no ordering cut-off and the coarse grid with lead-time cut-offs, then a sweep of
+    each stage's last ordering period; (s, S): the best levels as s = S), and a joint pattern
+    search over its own parameters follows. The best ``top_k`` distinct vectors found on
+    ``search_paths`` are ranked on ``rank_paths``.
 
     Args:
         config: The chain.
@@ -538,36 +397,19 @@ def optimize(
     search_paths = check_paths(search_paths, config.periods)
     rank_paths = check_paths(rank_paths, config.periods)
     stages = config.stages
-    with tqdm(desc=f"search {family.value}", unit="cfg", disable=not progress) as bar:
+    with progress_bar(desc=f"search {family.value}", unit="cfg", enabled=progress) as bar:
         base = _Scores(config, Family.BASE_STOCK, search_paths, mode, workers, bar)
         lower, upper = wide_bounds(config, Family.BASE_STOCK)
-        coarse = _coarse_grid(lower, upper, coarse_budget)
+        coarse = coarse_grid(lower, upper, coarse_budget)
         base(coarse)
         spacing = (upper - lower) / max(2, round(coarse_budget ** (1.0 / stages)) - 1)
         pattern_search(base, base.top(starts), spacing / 2.0, lower, upper)
         scores = base
-        if family is not Family.BASE_STOCK:
+        start = FAMILIES[family].start
+        if start is not None:
             scores = _Scores(config, family, search_paths, mode, workers, bar)
             lower, upper = wide_bounds(config, family)
-            levels = base.top(starts)
-            if family is Family.TIME_AWARE:
-                # Seeds: the best base-stock levels ordering to the end, and the coarse grid
-                # with each stage stopping when an order could no longer reach the retailer
-                # before the horizon (last = T-1 minus the lead times from that stage down).
-                reach = np.maximum(config.periods - 1.0 - np.cumsum(config.lead_time), -1.0)
-                scores(np.hstack([levels, np.full((len(levels), stages), config.periods - 1.0)]))
-                scores(np.hstack([coarse, np.tile(reach, (len(coarse), 1))]))
-                seeds = scores.top(starts)
-                for stage in range(stages):  # sweep each stage's cut-off, others fixed
-                    sweep = np.repeat(seeds, config.periods + 1, axis=0)
-                    sweep[:, stages + stage] = np.tile(np.arange(-1.0, config.periods), len(seeds))
-                    scores(sweep)
-                    seeds = scores.top(starts)
-                step = np.concatenate([np.full(stages, 8.0), np.full(stages, 2.0)])
-            else:
-                seeds = np.hstack([levels, np.zeros((len(levels), stages))])
-                scores(seeds)
-                step = np.concatenate([np.full(stages, 8.0), spacing])
+            step = start(SearchStart(config, scores, base.top(starts), coarse, spacing, starts))
             pattern_search(scores, scores.top(starts), step, lower, upper)
         finalists = scores.top(top_k, distinct=True)
         search_means = scores(finalists)
@@ -581,3 +423,24 @@ def optimize(
         rank_episodes=len(rank_paths),
         info={"space": "wide"},
     )
+
+
+__all__ = [
+    "PAPER_LEVELS",
+    "Candidate",
+    "Family",
+    "SearchConfig",
+    "SearchResult",
+    "Space",
+    "evaluate",
+    "from_params",
+    "grid_search",
+    "make_policy",
+    "optimize",
+    "paper_grid",
+    "pattern_search",
+    "run_search",
+    "search_bytes",
+    "to_params",
+    "wide_bounds",
+]

@@ -1,4 +1,7 @@
-"""The bundled presets (TOML): ``quick`` and ``paper``."""
+"""The bundled presets: every ``<name>.toml`` in this folder (``quick``, ``paper``).
+
+Adding a preset is adding its TOML file here; the CLI and :func:`read_preset` find it by name.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-PRESETS = ("quick", "paper")
+PRESETS = tuple(sorted(entry.name.removesuffix(".toml") for entry in resources.files(__name__).iterdir()
+                       if entry.name.endswith(".toml")))
 
 
 def read_preset(name_or_path: str | Path) -> dict[str, Any]:

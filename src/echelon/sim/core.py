@@ -382,3 +382,35 @@ def echelon_inventory_position(config: ChainConfig, state: ChainState) -> np.nda
     if config.backlog:
         position += state.backlog[:, 1:] - state.backlog[:, :1]
     return position
+
+
+def scheduled_arrivals(config: ChainConfig, state: ChainState) -> np.ndarray:
+    """Units in transit, by the period they will arrive in, rebuilt from the shipment log.
+
+    A shipment to stage i in period m arrives in period m + L_i (step 4), so at the start of
+    period n the units still in transit to stage i are those shipped in periods
+    max(0, n - L_i) .. n-1.
+
+    Args:
+        config: The chain.
+        state: The batched state at the start of period n.
+
+    Returns:
+        (N, T - n, S) units arriving at each stage in periods n .. T-1 from shipments already
+        made (arrivals after the horizon are left out).
+
+    Raises:
+        ValueError: If the log does not add up to the state's pipeline.
+    """
+    n, periods = state.period, config.periods
+    arrivals = np.zeros((state.episodes, periods - n, config.stages))
+    in_transit = np.zeros((state.episodes, config.stages))
+    for i, lead in enumerate(config.lead_time):
+        for shipped_in in range(max(0, n - lead), n):
+            units = state.shipped[shipped_in, :, i]
+            in_transit[:, i] += units
+            if shipped_in + lead < periods:
+                arrivals[:, shipped_in + lead - n, i] += units
+    if not np.allclose(in_transit, state.pipeline, rtol=0.0, atol=1e-9):
+        raise ValueError("the shipment log does not add up to the pipeline: is it the core's state?")
+    return arrivals

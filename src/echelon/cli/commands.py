@@ -1,0 +1,408 @@
+"""The handlers of the ``echelon`` subcommands: each reads its parsed arguments, calls the
+packages that own the work, and prints a human summary or JSON (``--json``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from echelon._io import check_output
+from echelon.evaluation import rollout, summarize
+from echelon.policies import EchelonBaseStock, RequestMode
+from echelon.policies.search import SearchConfig, run_search
+from echelon.sim import ChainConfig, run_streams
+from echelon.sim.rollout import rollout_in_blocks
+
+
+def _dumps(data) -> str:
+    """JSON with NaN and infinities as null (``json.dumps`` would write invalid JSON)."""
+    def clean(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+    return json.dumps(clean(data), allow_nan=False)
+
+
+def _interval(low: float, high: float) -> str:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "95% CI n/a (one episode)"
+    return f"95% CI [{low:.2f}, {high:.2f}]"
+
+
+def _add_chain_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--env", choices=("v1", "v0"), default="v1",
+        help="InvManagement-v1 (lost sales, default) or -v0 (backlog)",
+    )
+
+
+def _chain(args: argparse.Namespace) -> ChainConfig:
+    return ChainConfig(backlog=args.env == "v0")
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    config = _chain(args)
+    if len(args.z) != config.stages:
+        raise ValueError(f"--z needs {config.stages} levels (one per stage), got {len(args.z)}")
+    policy = EchelonBaseStock(config, np.array(args.z, dtype=np.float64), RequestMode(args.mode))
+    _check_episodes(config, args.episodes)
+    rng = np.random.default_rng(run_streams(args.seed).test)
+    demand = config.demand.sample(rng, args.episodes, config.periods)
+    start = time.perf_counter()
+    # One level set for every episode: blocks of episodes give the one-batch results, faster.
+    result = rollout_in_blocks(config, lambda block: policy, demand)
+    seconds = time.perf_counter() - start
+    summary = summarize(result.profit)
+    report = {
+        "policy": args.policy,
+        "z": list(args.z),
+        "mode": args.mode,
+        "env": f"InvManagement-{args.env}",
+        "seed": args.seed,
+        **summary.to_dict(),
+        "undiscounted_mean": float(result.undiscounted_profit.mean()),
+        "service_level": float(result.service_level.mean()),
+        "seconds": seconds,
+    }
+    if args.json:
+        print(_dumps(report))
+    else:
+        z = " ".join(f"{v:g}" for v in args.z)
+        print(
+            f"{args.policy} z=[{z}] ({args.mode}) on InvManagement-{args.env}, "
+            f"{summary.n} episodes, seed {args.seed}\n"
+            f"  profit (discounted, OR-Gym reward): mean {summary.mean:.2f}"
+            f"{f'  std {summary.std:.2f}' if math.isfinite(summary.std) else ''}"
+            f"  {_interval(summary.ci_low, summary.ci_high)}\n"
+            f"  undiscounted profit: mean {report['undiscounted_mean']:.2f}"
+            f"  service level: {report['service_level']:.3f}  ({seconds:.2f} s)"
+        )
+    return 0
+
+
+def _check_episodes(config: ChainConfig, episodes: int) -> None:
+    """Refuses an ``--episodes`` whose paths and rollout would not fit in memory."""
+    from echelon._limits import check_memory
+    from echelon.sim.demand import demand_bytes
+    from echelon.sim.rollout import rollout_bytes
+
+    check_memory(f"{episodes:,} episodes", demand_bytes(episodes, config.periods)
+                 + rollout_bytes(config, episodes), reduce="--episodes")
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    config = _chain(args)
+    if args.space == "paper" and args.family != "base-stock":
+        raise ValueError("--space paper is the paper's base-stock grid; use --family base-stock")
+    settings = SearchConfig(space=args.space, family=args.family, mode=args.mode,
+                            episodes=args.episodes, top_k=args.top)
+    start = time.perf_counter()
+    result = run_search(config, settings, run_streams(args.seed).search, progress=not args.json)
+    seconds = time.perf_counter() - start
+    if args.json:
+        print(_dumps([c.to_dict() for c in result.ranked]))
+        return 0
+    family, mode = settings.family, settings.mode
+    where = ("the search paths (the paper's protocol)" if args.space == "paper"
+             else f"{result.rank_episodes} separate ranking paths")
+    print(
+        f"{family.value} ({mode.value}) on InvManagement-{args.env}, {args.space} space: "
+        f"{result.evaluated:,} settings on {result.search_episodes} paths, seed {args.seed}, "
+        f"{seconds:.1f} s\nbest {len(result.ranked)}, mean profit on {where}:"
+    )
+    for rank_no, cand in enumerate(result.ranked, 1):
+        params = "  ".join(f"{k}={v}" for k, v in cand.params.items())
+        extra = f"  (search {cand.search_mean:.2f})" if cand.search_mean is not None else ""
+        print(f"  {rank_no}. {params}  mean {cand.mean:.2f}  std {cand.std:.2f}  "
+              f"se {cand.se:.2f}{extra}")
+    return 0
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from echelon import pipeline
+    from echelon.data import save
+
+    overrides = list(args.set)
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    if args.episodes is not None:
+        overrides.append(f"collect.episodes={args.episodes}")
+    if args.noise_std is not None:
+        overrides.append(f"collect.noise_std={args.noise_std}")
+    run = pipeline.resolve(args.preset, overrides)
+    out = Path(args.out) if args.out else Path("runs") / run.name / "dataset.h5"
+    check_output(out, inputs=_preset_files(args.preset), overwrite=args.overwrite,
+                 example="dataset.h5")
+    pipeline.check_sizes(run)
+    start = time.perf_counter()
+    result = pipeline.search_stage(run, progress=not args.json)
+    data = pipeline.collect_stage(run, result)
+    save(data, out)
+    seconds = time.perf_counter() - start
+    summary = data.summary()
+    if args.json:
+        print(_dumps({"path": str(out), "seconds": seconds, **summary}))
+    else:
+        print(f"wrote {out}: {len(data):,} transitions, {data.episodes:,} episodes "
+              f"({seconds:.1f} s)")
+        _print_summary(summary)
+    return 0
+
+
+def _preset_files(preset: str) -> tuple[str, ...]:
+    from echelon.presets import PRESETS
+
+    return () if preset in PRESETS else (preset,)
+
+
+def _print_summary(summary: dict) -> None:
+    print(f"  {summary['transitions']:,} transitions in {summary['episodes']:,} episodes; "
+          f"observation size {summary['observation_size']}, {summary['action_size']} actions; "
+          f"mean return {summary['mean_return']:.2f}")
+    print("  returns per behaviour policy:")
+    for p in summary["behaviour_policies"]:
+        mean = "n/a" if p["mean_return"] is None else f"{p['mean_return']:.2f}"
+        std = "" if p["std_return"] is None else f"  std {p['std_return']:.2f}"
+        print(f"    [{p['id']}] {p['name']} {p['params'] or ''}: {p['episodes']} episodes, "
+              f"mean {mean}{std}")
+    fmt = lambda xs: "[" + ", ".join(f"{x:g}" for x in xs) + "]"  # noqa: E731
+    print(f"  action range: min {fmt(summary['action_min'])}  max {fmt(summary['action_max'])}")
+    print(f"  observation range: min {fmt(summary['observation_min'])}")
+    print(f"                     max {fmt(summary['observation_max'])}")
+
+
+def _cmd_dataset_inspect(args: argparse.Namespace) -> int:
+    from echelon.data import load
+
+    data = load(args.file)
+    summary = data.summary()
+    if args.json:
+        print(_dumps({"path": args.file, **summary}))
+    else:
+        print(f"{args.file}: schema v{data_schema_version()}")
+        _print_summary(summary)
+    return 0
+
+
+def _cmd_dataset_export_minari(args: argparse.Namespace) -> int:
+    from echelon.data import export_minari, load
+
+    data = load(args.file)
+    where = export_minari(data, args.id, data_path=args.data_path, overwrite=args.overwrite)
+    if args.json:
+        print(_dumps({"id": args.id, "path": str(where), "episodes": data.episodes}))
+    else:
+        print(f"exported {data.episodes:,} episodes of {args.file} as Minari dataset {args.id} "
+              f"({where}); load it with minari.load_dataset({args.id!r})")
+    return 0
+
+
+def _cmd_dataset_import(args: argparse.Namespace) -> int:
+    from echelon.data import import_log, save
+
+    chain = _chain_file(args.chain) if args.chain else _chain(args)
+    out = Path(args.out) if args.out else Path(args.log).with_suffix(".h5")
+    inputs = (args.log, *([args.chain] if args.chain else []))
+    check_output(out, inputs=inputs, overwrite=args.overwrite, example="dataset.h5")
+    data = import_log(args.log, chain)
+    save(data, out)
+    summary = data.summary()
+    if args.json:
+        print(_dumps({"path": str(out), **summary}))
+    else:
+        print(f"imported {args.log} into {out}: rewards recomputed with the "
+              f"InvManagement-{'v0' if chain.backlog else 'v1'} chain")
+        _print_summary(summary)
+    return 0
+
+
+def _chain_file(path: str) -> ChainConfig:
+    """A ``--chain`` JSON file of ChainConfig fields."""
+    try:
+        fields = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"--chain {path}: no such file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"--chain {path}: not a JSON file: {error}") from None
+    if not isinstance(fields, dict):
+        raise ValueError(f"--chain {path}: must hold a JSON object of chain fields, got "
+                         f"{type(fields).__name__}")
+    try:
+        return ChainConfig.from_dict(fields)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"--chain {path}: {error}") from None
+
+
+def data_schema_version() -> int:
+    from echelon.data import SCHEMA_VERSION
+
+    return SCHEMA_VERSION
+
+
+def _cmd_oracle(args: argparse.Namespace) -> int:
+    from echelon.policies.lp import ShrinkingHorizonLP, perfect_information_bound
+
+    config = _chain(args)
+    _check_episodes(config, args.episodes)
+    rng = np.random.default_rng(run_streams(args.seed).test)
+    demand = config.demand.sample(rng, args.episodes, config.periods)
+    start = time.perf_counter()
+    bound = perfect_information_bound(config, demand)
+    report = {"env": f"InvManagement-{args.env}", "seed": args.seed,
+              "seconds": time.perf_counter() - start, **summarize(bound).to_dict()}
+    if args.slp:
+        start = time.perf_counter()
+        slp = rollout(config, ShrinkingHorizonLP(config), demand).profit
+        report["shrinking_horizon"] = {
+            **summarize(slp).to_dict(), "seconds": time.perf_counter() - start,
+            "share_of_bound": float(slp.mean() / bound.mean()),
+        }
+    if args.json:
+        print(_dumps(report))
+        return 0
+    print(f"perfect-information bound on InvManagement-{args.env}, {args.episodes} held-out "
+          f"paths, seed {args.seed} ({report['seconds']:.2f} s)\n"
+          f"  mean {report['mean']:.2f}  std {report['std']:.2f}  "
+          f"95% CI [{report['ci_low']:.2f}, {report['ci_high']:.2f}]")
+    if args.slp:
+        s = report["shrinking_horizon"]
+        print(f"shrinking-horizon LP policy (mean-demand forecast) on the same paths "
+              f"({s['seconds']:.2f} s)\n  mean {s['mean']:.2f}  std {s['std']:.2f}  "
+              f"95% CI [{s['ci_low']:.2f}, {s['ci_high']:.2f}]  "
+              f"{100 * s['share_of_bound']:.1f}% of the bound")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from echelon.agents import TrainingDiverged, train
+    from echelon.agents.presets import agent_preset
+    from echelon.data import load
+
+    overrides = {"seed": args.seed, "device": args.device, "precision": args.precision}
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    algo_config, train_config = agent_preset(args.algorithm, args.preset, **overrides)
+    out = Path(args.out) if args.out else Path(args.dataset).parent / "agents" / f"{args.algorithm}-s{args.seed}"
+    check_output(out, folder=True, inputs=(args.dataset,))
+    data = load(args.dataset)
+    try:
+        result = train(data, args.algorithm, algo_config, train_config, out, resume=args.resume,
+                       progress=not args.json)
+    except TrainingDiverged as error:
+        print(f"echelon: error: {error}", file=sys.stderr)
+        return 1
+    last = result.metrics[-1] if result.metrics else {}
+    if args.json:
+        print(_dumps({"checkpoint": str(result.checkpoint), "seconds": result.seconds,
+                          "steps": result.steps, "last_epoch": last}))
+    else:
+        losses = "  ".join(f"{k} {v:.4g}" for k, v in last.items() if k.endswith("_loss"))
+        print(f"trained {args.algorithm} ({args.preset} preset, seed {args.seed}) on {args.dataset}: "
+              f"{result.steps:,} steps in {result.seconds:.1f} s\n  {losses}\n"
+              f"  checkpoint: {result.checkpoint}\n  metrics: {result.checkpoint.parent / 'metrics.csv'}")
+    return 0
+
+
+def _run_config(args: argparse.Namespace, preset: str):
+    from echelon import pipeline
+
+    overrides = list(getattr(args, "set", []))
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    if getattr(args, "sweep", None):
+        overrides.append(f"train.sweep={json.dumps(list(args.sweep))}")
+    return pipeline.resolve(preset, overrides)
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from echelon import pipeline
+
+    run = _run_config(args, args.preset)
+    out = Path(args.out) if args.out else Path("runs") / run.name
+    report = pipeline.reproduce(run, out, progress=not args.quiet, force=args.force,
+                                log=(lambda *a: None) if args.quiet else print)
+    if args.quiet:
+        print(report)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from echelon.evaluation.summary import comparison_rows
+    from echelon.run.saved import evaluate_saved
+
+    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()] if args.baselines else []
+    run, results = evaluate_saved(args.agent, args.policy, baselines=baselines,
+                                  episodes=args.episodes, seed=args.seed,
+                                  chain=_chain(args) if args.env else None,
+                                  log=(lambda *a: None) if args.json else print)
+    rows = comparison_rows(results, np.random.default_rng(np.random.SeedSequence([run.seed, 0xE7A1])))
+    if args.json:
+        print(_dumps({"episodes": args.episodes, "seed": run.seed, "policies": rows}))
+        return 0
+    print(f"{len(results)} policies on {args.episodes} held-out paths (seed {run.seed}); paired "
+          f"differences to the best expert on the same paths")
+    for row in sorted(rows, key=lambda r: -r["mean"]):
+        share = f"  {100 * row['share_of_bound']:5.1f}% of bound" if "share_of_bound" in row else ""
+        diff = row.get("vs_best_expert")
+        versus = (f"  vs expert {diff['mean_difference']:+.2f} [{diff['ci_low']:+.2f}, "
+                  f"{diff['ci_high']:+.2f}]") if diff else ""
+        print(f"  {row['name']:<34} {row['mean']:8.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+              f"{share}{versus}")
+    return 0
+
+
+def _cmd_fit_demand(args: argparse.Namespace) -> int:
+    from echelon.data import load
+    from echelon.models import compare_laws, fit_demand
+
+    data = load(args.dataset)
+    fits = compare_laws(data) if args.law == "all" else [fit_demand(data, args.law)]
+    if args.json:
+        print(_dumps([fit.to_dict() for fit in fits]))
+        return 0
+    first = fits[0]
+    print(f"{args.dataset}: {first.observations:,} periods, {first.censored:,} sold out "
+          f"(demand censored there; {first.method} logs)")
+    for fit in fits:
+        mean_ci = fit.ci.get("mean", (float("nan"), float("nan")))
+        naive = (f"naive {fit.naive.params['mean']:.2f}" if fit.naive else f"naive: {fit.naive_error}")
+        flag = "  MISFIT" if fit.goodness_of_fit.misspecified else ""
+        print(f"  {fit.name:<9} mean {fit.params['mean']:.3f} [{mean_ci[0]:.3f}, {mean_ci[1]:.3f}]  "
+              f"{naive}  AIC {fit.aic:.1f}  fit p {fit.goodness_of_fit.p_value:.3g}{flag}")
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from echelon.data import load
+    from echelon.models import fit_demand, fitted_chain, plan_time_aware, rolling_lp_spec, save_spec
+
+    from echelon.models.planning import SPEC_FILE
+
+    check_output(args.out, folder=True, inputs=(args.dataset,), overwrite=args.overwrite,
+                 finished=lambda folder: (folder / SPEC_FILE).exists())
+    data = load(args.dataset)
+    fit = fit_demand(data, args.law)
+    model = fitted_chain(data, fit)
+    seed = np.random.SeedSequence([args.seed, 0x91A7])
+    if args.family == "time-aware":
+        spec = plan_time_aware(model, seed, args.episodes, progress=not args.json).spec
+    else:
+        spec = rolling_lp_spec(model.demand, args.scenarios, int(seed.generate_state(1)[0]))
+    path = save_spec(spec, args.out)
+    if args.json:
+        print(_dumps({"policy": str(path), "spec": spec, "fit": fit.to_dict()}))
+    else:
+        print(f"fitted {fit.name} demand, mean {fit.params['mean']:.2f} ({fit.censored:,} censored "
+              f"periods); planned {args.family} in that model\n  policy: {path}\n  evaluate it "
+              f"with: echelon evaluate --policy {args.out}")
+    return 0

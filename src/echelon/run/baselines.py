@@ -1,0 +1,52 @@
+"""The strong baselines a run compares against: one registry entry each.
+
+A baseline is tuned (a heuristic family searched on the run's search stream, never on test
+paths), a planner (a policy built from the chain alone), the perfect-information bound, or the
+paper's best grid expert (always evaluated, as the first of the behaviour policies). Adding a
+baseline is one entry here: ``evaluate.baselines``, ``echelon evaluate --baselines``, the tuning
+and the evaluation stages read this registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from echelon.sim.config import ChainConfig
+
+
+def _shrinking_horizon_lp(chain: ChainConfig) -> Any:
+    from echelon.policies.lp import ShrinkingHorizonLP
+
+    return ShrinkingHorizonLP(chain)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """How one baseline is made and named."""
+
+    label: str
+    """Its name in tables and figures."""
+    tuned_family: str | None = None
+    """A heuristic family (``echelon.policies.search.Family`` value) tuned by a wide search."""
+    planner: Callable[[ChainConfig], Any] | None = None
+    """Builds the policy from the chain, for baselines that need no tuning."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """What defines a planner, saved with its results."""
+    bound: bool = False
+    """The perfect-information bound (an LP per path, not a policy)."""
+
+
+BASELINES: dict[str, Baseline] = {
+    "paper-best": Baseline("best expert of the paper's grid"),
+    "tuned": Baseline("tuned base-stock", tuned_family="base-stock"),
+    "time-aware": Baseline("tuned time-aware base-stock", tuned_family="time-aware"),
+    "slp": Baseline("shrinking-horizon LP", planner=_shrinking_horizon_lp,
+                    params={"forecast": "mean"}),
+    "oracle": Baseline("perfect-information bound", bound=True),
+}
+
+TUNED = [name for name, baseline in BASELINES.items() if baseline.tuned_family]
+"""The tuned baselines in registry order; the i-th is searched on child 2 + i of the search
+stream (children 0 and 1 serve the behaviour search)."""

@@ -1,0 +1,299 @@
+"""A run's configuration: the schema of a preset, its resolution and validation, its TOML form.
+
+A preset (TOML) is resolved into :class:`RunConfig`, then command-line overrides
+(``collect.episodes=500``) are applied, then everything is validated, before any stage runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from echelon._fields import check_types
+from echelon.agents.presets import PRESETS as AGENT_PRESETS
+from echelon.agents.registry import ALGORITHMS
+from echelon.data.collect import CollectConfig
+from echelon.policies.search import SearchConfig
+from echelon.presets import PRESETS, read_preset
+from echelon.run.baselines import BASELINES
+from echelon.sim.config import ChainConfig
+
+# torch seeds are 64-bit and the trainer seeds its batch order with seed + 1.
+MAX_TRAIN_SEED = 2**63 - 2
+
+
+@dataclass(frozen=True)
+class TrainStageConfig:
+    """Which agents the pipeline trains, and how."""
+
+    preset: str = "quick"
+    """Agent preset for every algorithm: ``paper``, ``default`` or ``quick``."""
+    algorithms: tuple[str, ...] = ("iql", "bc")
+    """Algorithms to train (keys of ``echelon.agents.ALGORITHMS``)."""
+    seeds: tuple[int, ...] = (0, 1)
+    """Training seeds; every algorithm is trained once per seed."""
+    epochs: int | None = None
+    """Overrides the preset's epochs when set."""
+    device: str = "auto"
+    """``auto``, ``cpu`` or ``cuda``."""
+    precision: str = "float32"
+    """``float32`` or ``bfloat16`` (autocast of the hidden layers; faster, less precise)."""
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-algorithm settings over the preset's (TOML tables ``[train.iql]`` ...)."""
+    sweep: tuple[str, ...] = ()
+    """Extra variants, e.g. ``iql.expectile=0.5,0.7,0.9`` (one algorithm field per item)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "algorithms", tuple(self.algorithms))
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        object.__setattr__(self, "sweep", tuple(self.sweep))
+        if self.preset not in AGENT_PRESETS:
+            raise ValueError(f"train.preset must be one of {list(AGENT_PRESETS)}, got {self.preset!r}")
+        unknown = [a for a in (*self.algorithms, *self.overrides) if a not in ALGORITHMS]
+        if unknown:
+            raise ValueError(f"train.algorithms: unknown {unknown}; known: {sorted(ALGORITHMS)}")
+        if not self.seeds or any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_TRAIN_SEED
+                                 for s in self.seeds):
+            raise ValueError(f"train.seeds must be a non-empty list of integers in [0, {MAX_TRAIN_SEED}], "
+                             f"got {self.seeds!r}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"train.seeds must be distinct, got {self.seeds!r}")
+        if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
+            raise ValueError(f"train.epochs must be an integer >= 1, got {self.epochs!r}")
+        for item in self.sweep:
+            parse_sweep(item)
+
+
+def parse_sweep(item: str) -> tuple[str, str, list[Any]]:
+    """``iql.expectile=0.5,0.7,0.9`` -> ("iql", "expectile", [0.5, 0.7, 0.9]).
+
+    Raises:
+        ValueError: If the item is malformed or names an unknown algorithm or field.
+    """
+    key, sep, values = item.partition("=")
+    algorithm, dot, name = key.strip().partition(".")
+    if not sep or not dot or not values.strip():
+        raise ValueError(f"sweep {item!r} must look like algorithm.field=v1,v2,...")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"sweep {item!r}: unknown algorithm {algorithm!r}")
+    fields = {f.name for f in dataclasses.fields(ALGORITHMS[algorithm].config)}
+    # The paper's name for IQL's expectile is tau.
+    name = {"tau": "expectile", "beta": "temperature"}.get(name, name) if algorithm == "iql" else name
+    if name not in fields:
+        raise ValueError(f"sweep {item!r}: {algorithm} has no setting {name!r}; known: {sorted(fields)}")
+    parsed = [_parse_value(v.strip()) for v in values.split(",")]
+    cls = ALGORITHMS[algorithm].config
+    return algorithm, name, [check_types(f"sweep {algorithm}", cls, {name: v})[name] for v in parsed]
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """The held-out evaluation."""
+
+    episodes: int = 1000
+    """Held-out test paths every policy faces (common random numbers), >= 2."""
+    paper_episodes: int = 100
+    """The paper's protocol: the first this-many test paths, compared unpaired (Welch)."""
+    baselines: tuple[str, ...] = tuple(BASELINES)
+    """Strong baselines: keys of ``echelon.run.baselines.BASELINES`` (paper-best, tuned,
+    time-aware, slp, oracle)."""
+    tuning_episodes: int = 500
+    """Paths the tuned baselines are searched on (and as many to rank on)."""
+    bootstrap: int = 2000
+    """Bootstrap resamples of every confidence interval."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "baselines", tuple(self.baselines))
+        bad = [b for b in self.baselines if b not in BASELINES]
+        if bad:
+            raise ValueError(f"evaluate.baselines: unknown {bad}; known: {list(BASELINES)}")
+        for name, low in (("episodes", 2), ("paper_episodes", 2), ("tuning_episodes", 1), ("bootstrap", 100)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"evaluate.{name} must be an integer >= {low}, got {value!r}")
+        if self.paper_episodes > self.episodes:
+            raise ValueError("evaluate.paper_episodes must be <= evaluate.episodes")
+
+
+@dataclass(frozen=True)
+class ModelStageConfig:
+    """The model-based route: estimate demand from the logs, then plan in the known dynamics."""
+
+    enabled: bool = True
+    """Run the model-based route (and compare it with the agents)."""
+    law: str = "poisson"
+    """The demand law fitted by censored maximum likelihood (poisson, binomial, uniform, geometric)."""
+    plan_episodes: int = 500
+    """Model paths the time-aware policy is planned on (and as many to rank on), >= 1."""
+    scenarios: int = 16
+    """Demand scenarios of the rolling-horizon LP per period (0: no rolling LP)."""
+    misspecification: bool = True
+    """Also plan from logs whose demand is not what the fitted law assumes, to show the cost."""
+
+    def __post_init__(self) -> None:
+        from echelon.models.demand_fit import LAWS
+
+        if self.law not in LAWS:
+            raise ValueError(f"model.law must be one of {list(LAWS)}, got {self.law!r}")
+        for name, low in (("plan_episodes", 1), ("scenarios", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"model.{name} must be an integer >= {low}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one run of the pipeline needs, resolved from a preset."""
+
+    name: str = "quick"
+    """The run's name (a preset's name by default)."""
+    seed: int = 0
+    """The run seed; search, collection, training and test streams are spawned from it."""
+    chain: ChainConfig = field(default_factory=ChainConfig)
+    """The supply chain (OR-Gym InvManagement-v1 by default)."""
+    search: SearchConfig = field(default_factory=SearchConfig)
+    """The heuristic search whose best settings are the behaviour policies."""
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    """How the offline dataset is collected."""
+    train: TrainStageConfig = field(default_factory=TrainStageConfig)
+    """The agents trained on the dataset."""
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    """The held-out evaluation."""
+    model: ModelStageConfig = field(default_factory=ModelStageConfig)
+    """The model-based route from the same logs."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
+        if self.collect.weights and len(self.collect.weights) != self.search.top_k:
+            raise ValueError(f"collect.weights has {len(self.collect.weights)} weights for the "
+                             f"search's {self.search.top_k} best settings (search.top_k)")
+        if not isinstance(self.name, str) or not _RUN_NAME.fullmatch(self.name) or len(self.name) > 100:
+            raise ValueError(
+                f"name must be a plain folder name (letters, digits, '.', '_', '-', not starting "
+                f"with '.' or '-', at most 100 characters), got {self.name!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A TOML-ready dict of the resolved configuration."""
+        def plain(value):
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                if isinstance(value, ChainConfig):
+                    return value.to_dict()
+                fields = ((f.name, getattr(value, f.name)) for f in dataclasses.fields(value))
+                return {name: plain(v) for name, v in fields if v is not None}  # TOML has no null
+            if isinstance(value, (tuple, list)):
+                return [plain(v) for v in value]
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            return getattr(value, "value", value)
+        return plain(self)
+
+
+# A run's name is the folder under runs/ its results go to: never a path.
+_RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+
+_SECTIONS = {"chain": ChainConfig, "search": SearchConfig, "collect": CollectConfig,
+             "train": TrainStageConfig, "evaluate": EvaluateConfig, "model": ModelStageConfig}
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word, e.g. search.mode=clip
+
+
+def resolve(preset: str | Path = "quick", overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Resolves a preset and ``key=value`` overrides into a validated :class:`RunConfig`.
+
+    Args:
+        preset: A bundled preset name (``quick``, ``paper``) or a TOML file.
+        overrides: Items such as ``seed=3``, ``collect.episodes=500``, ``chain.L=[2,4,6]``;
+            values are TOML (bare words are strings).
+
+    Raises:
+        ValueError: Naming the key, if an override is malformed or a value is out of range.
+    """
+    raw = read_preset(preset)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} must look like section.field=value")
+        *sections, name = key.strip().split(".")
+        table = raw
+        for depth, section in enumerate(sections):
+            table = table.setdefault(section, {})
+            if not isinstance(table, dict):
+                where = ".".join(sections[:depth + 1])
+                raise ValueError(f"override {item!r}: {where} is a value ({table!r}), not a table "
+                                 f"with fields; set it with {where}=VALUE")
+        if not name:
+            raise ValueError(f"override {item!r} must look like section.field=value")
+        table[name] = _parse_value(text.strip())
+    unknown = set(raw) - {"name", "seed", *_SECTIONS}
+    if unknown:
+        raise ValueError(f"unknown preset keys {sorted(unknown)}; known: name, seed, {', '.join(_SECTIONS)}")
+    parts: dict[str, Any] = {}
+    for section, cls in _SECTIONS.items():
+        if not isinstance(raw.get(section, {}), dict):
+            raise ValueError(f"{section} must be a table ([{section}]), got {raw[section]!r}")
+        table = dict(raw.get(section, {}))
+        if cls is ChainConfig:
+            parts[section] = _chain_from_table(table)
+            continue
+        known = {f.name for f in dataclasses.fields(cls)}
+        if cls is TrainStageConfig:  # [train.iql] tables are per-algorithm overrides
+            overrides = dict(table.pop("overrides", {}))
+            overrides.update({k: table.pop(k) for k in list(table) if k in ALGORITHMS})
+            table["overrides"] = _algorithm_overrides(overrides)
+        bad = set(table) - known
+        if bad:
+            raise ValueError(f"unknown keys in [{section}]: {sorted(bad)}; known: {sorted(known)}")
+        parts[section] = cls(**check_types(section, cls, table))
+    default_name = preset if str(preset) in PRESETS else Path(preset).stem
+    return RunConfig(name=raw.get("name", default_name), seed=raw.get("seed", 0), **parts)
+
+
+def _chain_from_table(table: dict[str, Any]) -> ChainConfig:
+    """The ``[chain]`` table as a config; a ``[chain.demand]`` table without ``law`` changes the
+    default law's parameters (``chain.demand.mu=25``)."""
+    from echelon.sim.demand import demand_to_dict
+
+    demand = table.get("demand")
+    if isinstance(demand, dict) and "law" not in demand:
+        table["demand"] = {**demand_to_dict(ChainConfig().demand), **demand}
+    try:
+        return ChainConfig.from_dict(table) if table else ChainConfig()
+    except ValueError as error:
+        raise ValueError(f"chain: {error}") from None
+    except TypeError as error:  # a table where the chain expects a number, say
+        raise ValueError(f"chain: {error}") from None
+
+
+def _algorithm_overrides(overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``[train.iql]`` tables, each field checked against the algorithm's config."""
+    out = {}
+    for algorithm, values in overrides.items():
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"train.overrides: unknown algorithm {algorithm!r}; known: {sorted(ALGORITHMS)}")
+        if not isinstance(values, dict):
+            raise ValueError(f"train.{algorithm} must be a table of {algorithm} settings, got {values!r}")
+        cls = ALGORITHMS[algorithm].config
+        known = {f.name for f in dataclasses.fields(cls)}
+        bad = set(values) - known
+        if bad:
+            raise ValueError(f"unknown keys in [train.{algorithm}]: {sorted(bad)}; known: {sorted(known)}")
+        out[algorithm] = check_types(f"train.{algorithm}", cls, values)
+    return out
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """The resolved config as TOML text (``RunConfig.to_dict()``; :func:`resolve` reads it back)."""
+    return tomli_w.dumps(data)

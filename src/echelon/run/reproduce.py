@@ -1,0 +1,143 @@
+"""``reproduce``: every stage of a run in order, into its run folder.
+
+    search   -> search.json       the paper's grid (the behaviour policies)
+    collect  -> dataset.h5        the mixture-of-experts dataset
+    tune     -> baselines.json    strong heuristics tuned on the search stream
+    train    -> agents/<variant>-s<seed>/checkpoint.pt, metrics.csv
+    model    -> model.json        the demand fit and the plans in the fitted model
+    evaluate -> eval.json         every policy on the same held-out test paths
+    report   -> figures/*.png, report.md
+
+Each stage is skipped when its output exists for the same inputs, so an interrupted run resumes
+where it stopped (a half-trained agent from its last epoch).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from echelon.policies.search import SearchResult
+from echelon.run import stages
+from echelon.run.config import RunConfig
+from echelon.run.folder import digest, open_run_folder, read_json, write_json
+
+
+
+def reproduce(
+    run: RunConfig, out: str | os.PathLike, *, progress: bool = True, log=print,
+    force: bool = False,
+) -> Path:
+    """Runs every stage into ``out``, skipping those already done with the same inputs.
+
+    Nothing is written before the whole configuration is valid; a folder holding a run with
+    other settings is refused, or moved aside with ``force`` (see :func:`open_run_folder`).
+
+    Returns:
+        The path of ``report.md``.
+
+    Raises:
+        RunFolderError: If ``out`` holds another run (and not ``force``) or is no run folder.
+    """
+    from echelon.data.dataset_file import load, save
+
+    variants = stages.agent_variants(run)  # validates every algorithm setting before any write
+    stages.check_sizes(run)
+    folder = open_run_folder(run, out, force=force, log=log)
+    started = time.perf_counter()
+    stage_count = 7
+
+    def header(index: int, name: str, detail: str = "") -> None:
+        log(f"[{index}/{stage_count}] {name}{': ' + detail if detail else ''} "
+            f"(run time so far {stages.minutes(time.perf_counter() - started)})")
+
+    # 1. search
+    search_digest = digest("search", run.chain, run.search, run.seed)
+    header(1, "search", f"{run.search.space.value} {run.search.family.value} "
+           f"({run.search.mode.value}) on {run.search.episodes} paths")
+
+    def run_search_stage() -> SearchResult:
+        result = stages.search_stage(run, progress=progress)
+        log(f"  best {result.best.params} mean {result.best.mean:.2f}")
+        return result
+
+    search = folder.cached("search", search_digest, "search.json", run_search_stage,
+                           lambda path, result: write_json(path, result.to_dict()),
+                           lambda path: SearchResult.from_dict(read_json(path)), log)
+
+    # 2. collect
+    collect_digest = digest("collect", search_digest, run.collect)
+    header(2, "collect", f"{run.collect.episodes} episodes of the top {len(search.ranked)}")
+    data = folder.cached("collect", collect_digest, "dataset.h5",
+                         lambda: stages.collect_stage(run, search), lambda path, d: save(d, path), load, log)
+
+    # 3. tune the strong baselines
+    tune_digest = digest("tune", run.chain, run.seed, run.evaluate.tuning_episodes,
+                          sorted(set(run.evaluate.baselines) & {"tuned", "time-aware"}))
+    header(3, "tune baselines", f"wide searches on {run.evaluate.tuning_episodes} paths")
+
+    def run_tune_stage() -> dict[str, Any]:
+        tuned = stages.tune_baselines(run, progress=progress)
+        log("  " + ", ".join(f"{k} {v['rank_mean']:.2f}" for k, v in tuned.items()))
+        return tuned
+
+    baselines = folder.cached("tune", tune_digest, "baselines.json", run_tune_stage, write_json,
+                              read_json, log)
+
+    # 4. train
+    train_started = time.perf_counter()
+    jobs = stages.train_jobs(variants, run.train.seeds, folder.path, collect_digest)
+    header(4, "train", f"{len(jobs)} agents: {', '.join(v.name for v in variants)} x seeds "
+               f"{list(run.train.seeds)} ({run.train.preset} preset)")
+    agents = stages.train_agents(data, jobs, folder, progress=progress, log=log)
+    train_digest = digest("agents", [job.digest for job in jobs])
+    log(f"  ({time.perf_counter() - train_started:.1f} s)")
+
+    # 5. the model-based route
+    model_digest = digest("model", collect_digest, run.model, run.evaluate.episodes)
+    header(5, "model-based route", f"fit {run.model.law} demand to the logs, plan in the model"
+           if run.model.enabled else "disabled")
+    models: dict[str, Any] = {}
+    if run.model.enabled:
+        model = folder.cached("model", model_digest, "model.json",
+                              lambda: stages.model_stage(run, data, search, progress=progress, log=log),
+                              write_json, read_json, log)
+        models = model["policies"]
+
+    # 6. evaluate
+    eval_digest = digest("evaluate", search_digest, tune_digest, train_digest, model_digest,
+                          run.evaluate, run.chain, run.seed)
+    header(6, "evaluate", f"every policy on {run.evaluate.episodes} held-out paths")
+
+    def run_evaluate_stage() -> dict[str, Any]:
+        evaluation = stages.evaluate_stage(run, folder.path, search, baselines, agents, models=models,
+                                    log=log)
+        log(f"  {len(evaluation['policies'])} policies")
+        return evaluation
+
+    evaluation = folder.cached("evaluate", eval_digest, "eval.json", run_evaluate_stage,
+                               write_json, read_json, log)
+
+    # 7. figures and report (cheap: always redone)
+    header(7, "figures and report")
+    from echelon.agents.trainer import AgentPolicy
+    from echelon.evaluation.report import write_report
+    from echelon.sim.rollout import rollout
+
+    inventory = None
+    iql = [a for a in agents if a.variant == "iql"]
+    if iql:  # Figure 4: the first IQL seed and the best expert on the first test path
+        path = stages.held_out_paths(run)[:1]
+        policies = (AgentPolicy(iql[0].checkpoint, run.chain, device="cpu"),
+                    stages.behaviours_from_search(run, search)[0].policy(run.chain))
+        on_hand = [rollout(run.chain, p, path, record=True).trajectory["on_hand"][0] for p in policies]
+        inventory = (on_hand[0], on_hand[1], (f"iql seed {iql[0].seed}", "best expert"), path[0])
+    report = write_report(run, folder.path, evaluation, search, baselines, agents, inventory,
+                          model if run.model.enabled else None)
+    log(f"done in {stages.minutes(time.perf_counter() - started)}: {report}")
+    return report
+
+
+

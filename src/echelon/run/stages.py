@@ -1,0 +1,359 @@
+"""The stages of a run, each a function of the run's config and the earlier stages' results.
+
+    search   -> the paper's grid (the behaviour policies)
+    collect  -> the mixture-of-experts dataset
+    tune     -> strong heuristics tuned on the search stream
+    train    -> one agent per variant and seed
+    model    -> the demand fit and the plans made in the fitted model
+    evaluate -> every policy on the same held-out test paths
+
+:func:`echelon.run.reproduce.reproduce` runs them in order, caching each in the run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from echelon.data.collect import Behaviour, collect
+from echelon.data.dataset import OfflineDataset
+from echelon.policies.search import SearchConfig, SearchResult, run_search
+from echelon.run.baselines import BASELINES, TUNED
+from echelon.run.config import RunConfig, parse_sweep
+from echelon.run.folder import RunFolder, digest, stage_digest, write_json
+from echelon.sim.demand import child_seeds, run_streams
+
+def check_sizes(run: RunConfig) -> None:
+    """Refuses a run whose collection or evaluation would not fit in memory, before any stage
+    (the search comes first and would otherwise run in vain).
+
+    Raises:
+        SizeLimitError: Naming the setting to reduce.
+    """
+    from echelon._limits import check_memory
+    from echelon.data.collect import collect_bytes
+    from echelon.sim.demand import demand_bytes
+    from echelon.sim.rollout import rollout_bytes
+
+    chain, episodes = run.chain, run.collect.episodes
+    check_memory(f"collecting {episodes:,} episodes of {chain.periods:,} periods",
+                 collect_bytes(chain, episodes), reduce="collect.episodes or chain.periods")
+    tests = run.evaluate.episodes
+    check_memory(f"evaluating on {tests:,} held-out paths of {chain.periods:,} periods",
+                 demand_bytes(tests, chain.periods) + rollout_bytes(chain, tests),
+                 reduce="evaluate.episodes or chain.periods")
+
+
+def search_stage(run: RunConfig, *, progress: bool = False) -> SearchResult:
+    """Stage 1: the heuristic search on the run's search stream."""
+    return run_search(run.chain, run.search, run_streams(run.seed).search, progress=progress)
+
+
+def behaviours_from_search(run: RunConfig, result: SearchResult) -> list[Behaviour]:
+    """The behaviour mixture: the search's top settings, with ``collect.weights`` (the paper's
+    recipe: equal weights).
+
+    Raises:
+        ValueError: If ``collect.weights`` does not have one weight per top setting.
+    """
+    prefix = f"{run.search.space.value}-{result.family.value}"
+    weights = run.collect.weights or (1.0,) * len(result.ranked)
+    if len(weights) != len(result.ranked):
+        raise ValueError(f"collect.weights has {len(weights)} weights for the search's "
+                         f"{len(result.ranked)} best settings (search.top_k)")
+    return [
+        Behaviour(f"{prefix}-{rank}", result.family, candidate.params, result.mode, weight)
+        for rank, (candidate, weight) in enumerate(zip(result.ranked, weights), 1)
+    ]
+
+
+def collect_stage(run: RunConfig, result: SearchResult) -> OfflineDataset:
+    """Stage 2: the mixture-of-experts dataset on the run's collection stream."""
+    return collect(
+        run.chain,
+        behaviours_from_search(run, result),
+        run.collect,
+        run_streams(run.seed).collect,
+        seeds_info={"run_seed": run.seed, "stream": "collect"},
+    )
+
+
+
+@dataclass(frozen=True)
+class AgentVariant:
+    """One algorithm configuration the pipeline trains (once per training seed)."""
+
+    name: str
+    """Folder-safe label, e.g. ``iql`` or ``iql-expectile0.5``."""
+    algorithm: str
+    algo_config: Any
+    train_config: Any
+    """``TrainConfig`` without the seed (set per run)."""
+
+    def for_seed(self, seed: int) -> tuple[str, Any]:
+        return f"{self.name}-s{seed}", dataclasses.replace(self.train_config, seed=seed)
+
+
+def agent_variants(run: RunConfig) -> list[AgentVariant]:
+    """The algorithms of ``run.train`` with their overrides, then the sweep's extra variants."""
+    from echelon.agents.presets import agent_preset
+
+    stage = run.train
+    extra = {"device": stage.device, "precision": stage.precision,
+             **({"epochs": stage.epochs} if stage.epochs else {})}
+    variants: list[AgentVariant] = []
+
+    def base(algorithm: str):
+        algo, train = agent_preset(algorithm, stage.preset, **extra)
+        return dataclasses.replace(algo, **_tuples(stage.overrides.get(algorithm, {}))), train
+
+    for algorithm in stage.algorithms:
+        algo, train = base(algorithm)
+        variants.append(AgentVariant(algorithm, algorithm, algo, train))
+    for item in stage.sweep:
+        algorithm, name, values = parse_sweep(item)
+        algo, train = base(algorithm)
+        for value in values:
+            variant = dataclasses.replace(algo, **{name: value})
+            if any(v.algorithm == algorithm and v.algo_config == variant for v in variants):
+                continue  # the sweep point is already trained (e.g. the preset's own value)
+            variants.append(AgentVariant(f"{algorithm}-{name}{value:g}" if isinstance(value, float)
+                                         else f"{algorithm}-{name}{value}", algorithm, variant, train))
+    return variants
+
+
+def _tuples(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+class TrainedAgent(NamedTuple):
+    """One trained agent: what the evaluation, the report and the CLI know of it."""
+
+    variant: str
+    """The variant's label, e.g. ``iql`` or ``iql-expectile0.5``."""
+    algorithm: str
+    """A key of ``echelon.agents.ALGORITHMS``."""
+    seed: int
+    """Its training seed."""
+    checkpoint: Path
+    """Its ``checkpoint.pt``."""
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One agent to train: a variant at one seed, into its own folder."""
+
+    variant: AgentVariant
+    seed: int
+    folder: Path
+    """``agents/<variant>-s<seed>`` of the run folder."""
+    digest: str
+    """The hash of its inputs (the dataset's digest, the algorithm and both configs)."""
+
+    @property
+    def train_config(self) -> Any:
+        return self.variant.for_seed(self.seed)[1]
+
+    @property
+    def agent(self) -> TrainedAgent:
+        from echelon.agents.trainer import CHECKPOINT_NAME
+
+        return TrainedAgent(self.variant.name, self.variant.algorithm, self.seed,
+                            self.folder / CHECKPOINT_NAME)
+
+
+def train_jobs(variants: list[AgentVariant], seeds: tuple[int, ...], run_folder: Path,
+               dataset_digest: str) -> list[TrainJob]:
+    """Every variant at every seed, in that order, each in ``agents/<variant>-s<seed>``."""
+    jobs = []
+    for variant in variants:
+        for seed in seeds:
+            name, config = variant.for_seed(seed)
+            jobs.append(TrainJob(variant, seed, run_folder / "agents" / name,
+                                 digest("train", dataset_digest, variant.algorithm,
+                                        variant.algo_config, config)))
+    return jobs
+
+
+def train_agents(data: OfflineDataset, jobs: list[TrainJob], folder: RunFolder, *,
+                 progress: bool = False, log=print) -> list[TrainedAgent]:
+    """The training stage: every job in turn, in this process.
+
+    A job whose folder holds a finished agent of the same inputs is skipped, and one holding a
+    half-trained agent of the same inputs resumes from its last epoch; an agent of other inputs
+    is moved aside with the run folder's ``force`` and refused without.
+
+    Returns:
+        The agents, in the order of ``jobs``.
+
+    Raises:
+        RunFolderError: If a job's folder holds an agent of other inputs (without ``force``).
+    """
+    from echelon.agents.trainer import CHECKPOINT_NAME, load_checkpoint, train
+
+    rates: dict[str, float] = {}  # measured steps per second of each algorithm, for estimates
+    planned = [_planned_steps(len(data), job.train_config) for job in jobs]
+    for index, job in enumerate(jobs):
+        name, config, checkpoint = job.folder.name, job.train_config, job.folder / CHECKPOINT_NAME
+        known = [steps / rates[j.variant.algorithm]
+                 for j, steps in zip(jobs[index:], planned[index:]) if j.variant.algorithm in rates]
+        estimate = (f", about {minutes(sum(known))} left for the agents of algorithms timed so far"
+                    if known else "")
+        stage_file = job.folder / "stage.json"
+        resume = stage_digest(stage_file) == job.digest
+        count = f"[{index + 1}/{len(jobs)}]"
+        if resume and checkpoint.exists() and load_checkpoint(checkpoint)["epoch"] == config.epochs:
+            log(f"  {count} {name}: done earlier, skipped")
+            continue
+        if not resume and checkpoint.exists():  # trained with other inputs
+            folder.clear(f"agent {name}", job.digest, f"agents/{name}", recorded="other inputs")
+        log(f"  {count} {name}: {planned[index]:,} steps"
+            f"{' (resuming)' if resume and checkpoint.exists() else ''}{estimate}")
+        write_json(stage_file, {"digest": job.digest})
+        result = train(data, job.variant.algorithm, job.variant.algo_config, config, job.folder,
+                       resume=resume, progress=progress)
+        if not resume:
+            rates[job.variant.algorithm] = result.steps / max(result.seconds, 1e-9)
+    return [job.agent for job in jobs]
+
+
+def _planned_steps(transitions: int, config: Any) -> int:
+    train_rows = transitions * (1.0 - config.validation_fraction)
+    return config.epochs * int(np.ceil(train_rows / config.batch_size))
+
+
+def minutes(seconds: float) -> str:
+    """``45 s`` or ``3.2 min``."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+
+def tune_baselines(run: RunConfig, *, progress: bool = False) -> dict[str, Any]:
+    """The strong heuristics, tuned on the run's search stream (never on test paths)."""
+    from echelon.policies.base_stock import RequestMode
+    from echelon.policies.families import Family, HeuristicSpec
+    from echelon.policies.search import Space
+
+    streams = child_seeds(run_streams(run.seed).search, 2 + len(TUNED))[2:]
+    out: dict[str, Any] = {}
+    for name, stream in zip(TUNED, streams):
+        if name not in run.evaluate.baselines:
+            continue
+        family = Family(BASELINES[name].tuned_family)
+        settings = SearchConfig(space=Space.WIDE, family=family, mode=RequestMode.CLIP,
+                                episodes=run.evaluate.tuning_episodes, top_k=1)
+        result = run_search(run.chain, settings, stream, progress=progress)
+        spec = HeuristicSpec(family, RequestMode.CLIP, result.best.params)
+        out[name] = {**spec.to_dict(), "rank_mean": result.best.mean, "evaluated": result.evaluated}
+    return out
+
+
+def model_stage(run: RunConfig, data: OfflineDataset, search: SearchResult, *,
+                progress: bool = False, log=print) -> dict[str, Any]:
+    """The model-based route: fit demand to the logs, plan in the fitted model.
+
+    Plans use the run's training stream (they learn from the logs, as the agents do): the
+    fitted-model time-aware policy, the same planner given the true law (the benchmark of a
+    perfect model), and the rolling-horizon scenario LP drawing from the fitted law. With
+    ``misspecification``, two more logs are made with the same behaviour policies where the
+    Poisson assumption fails (:mod:`echelon.models.misspecification`).
+
+    Returns:
+        What ``model.json`` holds: the fits, the policy specs, and the misspecification study.
+    """
+    from echelon.models import compare_laws, fit_demand, fitted_chain, plan_time_aware, rolling_lp_spec
+    from echelon.models.misspecification import misspecification_study
+
+    settings = run.model
+    plan_seed, true_seed, rolling_seed, logs_seed = child_seeds(
+        child_seeds(run_streams(run.seed).train, 2)[1], 4
+    )
+    fit = fit_demand(data, settings.law)
+    laws = [{"law": f.name, "aic": f.aic, "mean": f.params["mean"],
+             "goodness_of_fit_p": f.goodness_of_fit.p_value} for f in compare_laws(data)]
+    log(f"  fitted {fit.name} mean {fit.params['mean']:.2f} (naive "
+        f"{fit.naive.params['mean'] if fit.naive else float('nan'):.2f}); {fit.censored:,} of "
+        f"{fit.observations:,} periods censored")
+    model = fitted_chain(data, fit)
+    planned = plan_time_aware(model, plan_seed, settings.plan_episodes, progress=progress)
+    truth = plan_time_aware(run.chain, true_seed, settings.plan_episodes, progress=progress)
+    policies = {"time-aware (fitted model)": planned.spec,
+                "time-aware (true demand law)": truth.spec}
+    if settings.scenarios:
+        seed = int(rolling_seed.generate_state(1)[0])
+        policies["rolling scenario LP (fitted model)"] = rolling_lp_spec(model.demand, settings.scenarios, seed)
+    out: dict[str, Any] = {"fit": fit.to_dict(), "laws": laws, "policies": policies,
+                           "fitted_chain": model.to_dict(), "misspecification": []}
+    if not settings.misspecification:
+        return out
+    out["misspecification"] = misspecification_study(
+        run.chain, behaviours_from_search(run, search), run.collect, law=settings.law,
+        plan_episodes=settings.plan_episodes, test_episodes=run.evaluate.episodes,
+        seed=logs_seed, log=log,
+    )
+    return out
+
+
+def held_out_paths(run: RunConfig) -> np.ndarray:
+    """The run's held-out test paths (its test stream; never used to search, collect or train)."""
+    rng = np.random.default_rng(run_streams(run.seed).test)
+    return run.chain.demand.sample(rng, run.evaluate.episodes, run.chain.periods)
+
+
+def evaluate_stage(run: RunConfig, folder: Path, search: SearchResult, baselines: dict[str, Any],
+                   agents: list[TrainedAgent], *, models: dict[str, Any] | None = None,
+                   log=print) -> dict[str, Any]:
+    """Every policy on the same test paths; returns what ``eval.json`` holds.
+
+    ``models`` maps the names of model-based policies to their specs (``model.json``).
+    """
+    from echelon.agents.trainer import AgentPolicy
+    from echelon.evaluation.evaluate import Kind, evaluate_bound, evaluate_policy
+    from echelon.policies.families import HeuristicSpec
+
+    paths = held_out_paths(run)
+    results = []
+    for rank, behaviour in enumerate(behaviours_from_search(run, search)):
+        kind = Kind.BEST_EXPERT if rank == 0 else Kind.EXPERT
+        label = f"best expert {behaviour.name}" if rank == 0 else f"expert {behaviour.name}"
+        results.append(evaluate_policy(run.chain, label, kind, behaviour.policy(run.chain), paths,
+                                       {"family": behaviour.family.value, "mode": behaviour.mode.value,
+                                        **behaviour.params}))
+    for name, saved in baselines.items():
+        spec = HeuristicSpec.from_dict(saved)
+        results.append(evaluate_policy(run.chain, BASELINES[name].label, Kind.BASELINE,
+                                       spec.policy(run.chain), paths,
+                                       {"family": spec.family.value, "mode": spec.mode.value,
+                                        **spec.params}))
+    for name in run.evaluate.baselines:
+        baseline = BASELINES[name]
+        if baseline.planner is not None:
+            log(f"  {baseline.label} on the test paths ...")
+            results.append(evaluate_policy(run.chain, baseline.label, Kind.BASELINE,
+                                           baseline.planner(run.chain), paths, dict(baseline.params)))
+    for variant, algorithm, seed, path in agents:
+        results.append(evaluate_policy(run.chain, f"{variant} seed {seed}", Kind.AGENT,
+                                       AgentPolicy(path, run.chain, device="cpu"), paths,
+                                       {"variant": variant, "algorithm": algorithm, "seed": seed,
+                                        "checkpoint": os.path.relpath(path, folder)}))
+    for name, spec in (models or {}).items():
+        from echelon.models import policy_from_spec
+
+        log(f"  {name} on the test paths ...")
+        results.append(evaluate_policy(run.chain, name, Kind.MODEL, policy_from_spec(spec, run.chain),
+                                       paths, {"spec": spec}))
+    for name in run.evaluate.baselines:
+        if BASELINES[name].bound:
+            log(f"  {BASELINES[name].label} on the test paths ...")
+            results.append(evaluate_bound(run.chain, paths))
+    return {
+        "test_paths": {"seed": run.seed, "stream": "test", "episodes": int(len(paths)),
+                       "paper_episodes": run.evaluate.paper_episodes},
+        "policies": [r.to_dict() for r in results],
+    }
+
