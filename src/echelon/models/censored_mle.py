@@ -23,6 +23,7 @@ from echelon.sim.demand import (
 )
 
 
+# Free parameters of each law, for AIC and the chi-square's degrees of freedom.
 _PARAMETERS = {"poisson": 1, "binomial": 2, "uniform": 2, "geometric": 1}
 # Search caps: binomial n up to 64 times the largest observation; uniform high up to this many
 # units above the smallest feasible value (and at least 5 times the observed range).

@@ -68,8 +68,9 @@ from echelon.models.goodness_of_fit import MISSPECIFIED_BELOW, GoodnessOfFit, go
 from echelon.models.observations import DemandObservations, naive_observations, observe_demand
 from echelon.sim.config import ChainConfig
 
-LAWS = ("poisson", "binomial", "uniform", "geometric")
-"""The laws :func:`fit_demand` estimates (the i.i.d. laws of :mod:`echelon.sim.demand`)."""
+LAWS = tuple(_FITTERS)
+"""The laws :func:`fit_demand` estimates (the i.i.d. laws of :mod:`echelon.sim.demand`): poisson,
+binomial, uniform, geometric. A law is added by its fitter in :mod:`.censored_mle`."""
 
 
 # --- results ----------------------------------------------------------------------------------
