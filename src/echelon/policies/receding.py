@@ -14,6 +14,7 @@ planners differ only in the demand they plan for (:meth:`RecedingHorizonLP._plan
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 
 import numpy as np
@@ -26,7 +27,7 @@ from echelon.sim.core import ChainState, scheduled_arrivals
 from echelon.sim.demand import Demand, DemandPath
 
 
-class RecedingHorizonLP:
+class RecedingHorizonLP(abc.ABC):
     """Re-plan every period with an LP over the remaining horizon; play its first period.
 
     The first period's planned shipments become the requests. Rounding: the simulator truncates
@@ -61,14 +62,14 @@ class RecedingHorizonLP:
         # HiGHS instances do not pickle; they are rebuilt on demand.
         return {**self.__dict__, "_lps": {}}
 
+    @abc.abstractmethod
     def _build(self, horizon: int) -> _HighsLP:
         """The LP over ``horizon`` periods (built once per horizon)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _plan(self, lp: _HighsLP, state: ChainState, arrivals: np.ndarray,
               carried: np.ndarray) -> np.ndarray:
         """(N, S) the planned first-period shipments of every episode (see :meth:`_solve`)."""
-        raise NotImplementedError
 
     def _solve(self, lp: _HighsLP, state: ChainState, episodes: Sequence[int],
                arrivals: np.ndarray, carried: np.ndarray, demand: np.ndarray) -> np.ndarray:
