@@ -72,9 +72,8 @@ class AgentPolicy:
 
 def _check_same_chain(checkpoint: str | os.PathLike, trained: ChainConfig, here: ChainConfig) -> None:
     """Raises CheckpointError naming every field in which the two chains differ."""
-    theirs, mine = trained.to_dict(), here.to_dict()
-    differ = [f"{name} {theirs[name]!r} when trained, {mine[name]!r} here" for name in theirs
-              if theirs[name] != mine[name]]
+    differ = [f"{name} {then!r} when trained, {now!r} here"
+              for name, then, now in trained.differences(here)]
     if differ:
         sizes = ""
         if (trained.observation_size, trained.stages) != (here.observation_size, here.stages):

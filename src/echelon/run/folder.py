@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from echelon._io import atomic_write_json, atomic_write_text
+from echelon._io import atomic_write_json, atomic_write_text, check_output
 from echelon.run.config import RunConfig, to_toml
 
 def digest(*parts: Any) -> str:
@@ -57,7 +57,8 @@ def _flatten(table: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """The dotted keys whose values differ between two resolved configs, as ``key: A -> B``."""
+    """The dotted keys whose values differ between two resolved configs, as
+    ``key: A there, B now`` (``old`` is the folder's, ``new`` this run's)."""
     a, b = _flatten(json.loads(json.dumps(old))), _flatten(json.loads(json.dumps(new)))
     missing = object()
     lines = []
@@ -83,15 +84,9 @@ def open_run_folder(run: RunConfig, out: str | os.PathLike, *, force: bool = Fal
 
     Raises:
         RunFolderError: If the folder may not be used as asked.
+        OutputError: If ``out`` is a file, lies under a file, or cannot be written.
     """
-    path = Path(out)
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise RunFolderError(f"--out {path}: {parent} is a file, not a folder")
-            break
-    if path.exists() and not path.is_dir():
-        raise RunFolderError(f"--out {path} is a file; give a folder for the run")
+    path = check_output(out, folder=True)  # a folder, under folders, that can be written
     config_file = path / "config.toml"
     text = to_toml(run.to_dict())
     differences: list[str] = []

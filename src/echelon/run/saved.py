@@ -13,7 +13,6 @@ from pathlib import Path
 
 from echelon.evaluation.evaluate import PolicyResult
 from echelon.run.config import RunConfig, resolve
-from echelon.run.folder import config_differences
 from echelon.run.stages import TrainedAgent, evaluate_stage, search_stage, tune_baselines
 from echelon.sim.config import ChainConfig
 
@@ -48,10 +47,10 @@ def agents_chain(chains: dict[str, ChainConfig], asked: ChainConfig | None = Non
         return asked or ChainConfig()
     (first_file, first), *others = chains.items()
     for file, chain in [*others, *([("--env", asked)] if asked else [])]:
-        differences = config_differences(first.to_dict(), chain.to_dict())
+        differences = first.differences(chain)
         if differences:
-            shown = "; ".join(d.replace(" there,", f" for {first_file},").replace(" now", f" for {file}")
-                              for d in differences[:6])
+            shown = "; ".join(f"{name} {a!r} for {first_file}, {b!r} for {file}"
+                              for name, a, b in differences[:6])
             raise ValueError(f"agents are evaluated on the chain they were trained for, and these "
                              f"differ: {shown}")
     return first

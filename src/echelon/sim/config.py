@@ -259,6 +259,12 @@ class ChainConfig:
         out["demand"] = demand_to_dict(self.demand)
         return out
 
+    def differences(self, other: ChainConfig) -> list[tuple[str, Any, Any]]:
+        """``(field, value here, value there)`` for every field in which the chains differ
+        (the demand law compared as its dict)."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [(name, mine[name], theirs[name]) for name in mine if mine[name] != theirs[name]]
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ChainConfig:
         """Builds a config from :meth:`to_dict`'s output (unknown keys are an error)."""
