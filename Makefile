@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_lp.py
 	$(BIN)/python benchmarks/bench_policies.py
 	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_neural.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -58,6 +58,12 @@ def workspace(tmp_path_factory) -> Path:
     (ws / "escape.toml").write_text('name = "../escape"\n')
     (ws / "chain-list.json").write_text("[1, 2]\n")
     (ws / "chain-bogus.json").write_text('{"bogus": 1}\n')
+    small = {"periods": 4, "initial_inventory": [2], "price": 2.0, "replenishment_cost": [1.5, 1.0],
+             "unfulfilled_penalty": [0.1, 0.05], "holding_cost": [0.15], "capacity": [3],
+             "lead_time": [1], "demand": {"law": "poisson", "mu": 1.5}}
+    (ws / "small-chain.json").write_text(json.dumps(small))
+    (ws / "small-backlog.json").write_text(json.dumps({**small, "backlog": True}))
+    (ws / "big-chain.json").write_text(json.dumps({**small, "capacity": [90], "lead_time": [4]}))
     (ws / "chain-broken.json").write_text("{nope\n")
     (ws / "empty.pt").write_bytes(b"")
     (ws / "other").mkdir()
@@ -251,6 +257,26 @@ CASES = [
     ("plan-out-file", ["plan", "{ws}/dataset.h5", "--out", "{ws}/notes.txt"], r"notes\.txt is a file; give a folder"),
     ("plan-out-finished", ["plan", "{ws}/dataset.h5", "--out", "{ws}/policy"], r"already holds a result.*--overwrite"),
     ("plan-dataset-missing", ["plan", "{ws}/none.h5", "--out", "{ws}/p2"], r"none\.h5: no such dataset file"),
+    ("plan-neural-steps", ["plan", "{ws}/dataset.h5", "--family", "neural", "--steps", "0", "--out", "{ws}/p2"],
+     r"--steps.*integer >= 1"),
+    ("plan-neural-architecture", ["plan", "{ws}/dataset.h5", "--family", "neural", "--architecture", "rnn",
+                                  "--out", "{ws}/p2"], r"--architecture.*invalid choice"),
+    ("plan-neural-option-other-family", ["plan", "{ws}/dataset.h5", "--steps", "5", "--out", "{ws}/p2"],
+     r"--steps applies to --family neural only"),
+    ("plan-neural-warm-start-missing", ["plan", "{ws}/dataset.h5", "--family", "neural", "--warm-start",
+                                        "{ws}/none", "--out", "{ws}/p2"], r"none.*no such checkpoint"),
+    ("plan-neural-warm-start-other-chain", ["plan", "{ws}/dataset.h5", "--family", "neural", "--warm-start",
+                                            "{ws}/backlog-agent", "--out", "{ws}/p2"],
+     r"backlog-agent: trained for another chain \(\['backlog'\]"),
+    # optimum
+    ("optimum-chain-missing", ["optimum", "--chain", "{ws}/none.json"], r"--chain .*none\.json: no such file"),
+    ("optimum-chain-list", ["optimum", "--chain", "{ws}/chain-list.json"], r"must hold a JSON object"),
+    ("optimum-chain-backlog", ["optimum", "--chain", "{ws}/small-backlog.json"], r"backlog"),
+    ("optimum-chain-too-large", ["optimum", "--chain", "{ws}/big-chain.json"], r"state"),
+    ("optimum-policy-other-chain", ["optimum", "--chain", "{ws}/small-chain.json", "--policy", "{ws}/policy"],
+     r"policy"),
+    ("optimum-agent-other-chain", ["optimum", "--chain", "{ws}/small-chain.json", "--agent", "{ws}/agent"],
+     r"agent: trained for another chain"),
     # reproduce: never lose a finished run
     ("reproduce-changed-setting", ["reproduce", "--preset", "quick", *RUN, "--set", "evaluate.episodes=12",
                                    "--out", "{ws}/run"], r"evaluate\.episodes: 10 there, 12 now.*--force"),
@@ -267,6 +293,10 @@ CASES = [
      r"unknown keys in \[train\.iql\]"),
     ("reproduce-algo-field-range", ["reproduce", "--set", "train.iql.expectile=2", "--out", "{ws}/r2"],
      r"iql\.expectile must be in \(0, 1\)"),
+    ("reproduce-model-neural", ["reproduce", "--set", 'model.neural=["rnn"]', "--out", "{ws}/r2"],
+     r"model\.neural must list distinct policy classes of \['mlp', 'levels'\]"),
+    ("reproduce-model-neural-steps", ["reproduce", "--set", "model.neural_steps=0", "--out", "{ws}/r2"],
+     r"model\.neural_steps must be an integer >= 1"),
 ]
 
 

@@ -15,6 +15,7 @@ from echelon.evaluation.figures import (
     inventory_trajectories,
     ladder,
     loss_curves,
+    orders_against_position,
     policy_comparison,
     save_figure,
 )
@@ -135,6 +136,67 @@ def test_inventory_trajectories_without_demand_and_bad_shapes():
         inventory_trajectories(np.ones((5, 2)), np.ones((5, 2)), ("a", "b"), demand=np.ones(4))
 
 
+def test_inventory_trajectories_colours_follow_the_kinds():
+    fig, axes = inventory_trajectories(np.ones((5, 2)), np.zeros((5, 2)), ("neural", "time-aware"),
+                                       kinds=(PolicyKind.MODEL, PolicyKind.BASELINE))
+    for ax in axes:
+        solid, dashed = ax.lines
+        assert (solid.get_color(), dashed.get_color()) == ("seagreen", "darkorange")
+
+
+def _visited_states(episodes=4, periods=6, stages=3):
+    """Positions falling by 10 a period from 100 x (stage + 1) plus the path's index; orders of
+    an echelon base-stock policy with levels 100 x (stage + 1) + 5, so known by hand."""
+    t = np.arange(periods)[None, :, None]
+    path = np.arange(episodes)[:, None, None]
+    level = 100.0 * (np.arange(stages) + 1)[None, None, :]
+    positions = level + path - 10.0 * t
+    return positions, np.maximum(level + 5.0 - positions, 0.0)
+
+
+def test_orders_against_position_a_panel_per_stage_coloured_by_period():
+    positions, orders = _visited_states()
+    fig, axes = orders_against_position(positions, orders, "neural levels",
+                                        reference_levels=[105.0, 205.0, 305.0],
+                                        reference_last_order_period=[5, 3, 0],
+                                        reference_label="time-aware base-stock")
+    assert isinstance(fig, Figure) and len(axes) == 3 and len(fig.axes) == 4  # + the colour bar
+    for stage, ax in enumerate(axes):
+        (points,) = ax.collections
+        np.testing.assert_array_equal(points.get_offsets()[:, 0], positions[:, :, stage].ravel())
+        np.testing.assert_array_equal(points.get_offsets()[:, 1], orders[:, :, stage].ravel())
+        np.testing.assert_array_equal(points.get_array(), np.tile(np.arange(1, 7), 4))  # periods
+        (line,) = ax.lines  # the reference's rule: max(z - position, 0), z = 100 (stage + 1) + 5
+        z = 100.0 * (stage + 1) + 5.0
+        np.testing.assert_allclose(line.get_ydata(), np.maximum(z - line.get_xdata(), 0.0))
+        assert line.get_xdata().min() == positions[:, :, stage].min()
+        assert line.get_xdata().max() == z  # the rule is drawn until it meets zero
+        assert line.get_linestyle() == "--"
+        assert ax.get_ylabel() == "order (units)"
+        assert "echelon inventory position" in ax.get_xlabel()
+    assert axes[0].get_title() == "stage 0 (retailer)\nreference: z = 105, orders up to period 6"
+    assert axes[2].get_title() == "stage 2\nreference: z = 305, orders up to period 1"
+    assert fig.axes[-1].get_ylabel() == "period (day)"
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["neural levels: a state visited (colour: period)",
+                      "time-aware base-stock: max(z - position, 0) while it orders, then 0"]
+    assert "neural levels" in fig.get_suptitle() and "4 test paths" in fig.get_suptitle()
+
+
+def test_orders_against_position_without_a_reference_and_bad_shapes():
+    positions, orders = _visited_states(episodes=1, periods=3, stages=1)
+    fig, axes = orders_against_position(positions, orders, "mlp")
+    assert len(axes) == 1 and len(axes[0].lines) == 0
+    assert axes[0].get_title() == "stage 0 (retailer)"
+    assert len(fig.legends[0].get_texts()) == 1 and fig.get_suptitle().endswith("1 test path")
+    with pytest.raises(ValueError, match="equal"):
+        orders_against_position(positions, orders[:, :2], "mlp")
+    with pytest.raises(ValueError, match="equal"):
+        orders_against_position(positions[0], orders[0], "mlp")
+    with pytest.raises(ValueError, match="reference_levels must have 1"):
+        orders_against_position(positions, orders, "mlp", reference_levels=[1.0, 2.0])
+
+
 def test_ladder_shares_of_the_bound():
     fig, ax = ladder(ENTRIES)
     assert isinstance(fig, Figure) and fig.axes == [ax]
@@ -206,5 +268,6 @@ def test_figures_leave_pyplot_and_the_backend_alone():
     backend = dict.__getitem__(matplotlib.rcParams, "backend")  # raw: resolving it would set it
     loss_curves({"IQL": [_metrics(0)]})
     ladder(ENTRIES)
+    orders_against_position(*_visited_states(), "mlp", reference_levels=[1.0, 2.0, 3.0])
     assert ("matplotlib.pyplot" in sys.modules) == pyplot_loaded
     assert dict.__getitem__(matplotlib.rcParams, "backend") == backend

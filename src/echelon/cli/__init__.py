@@ -20,6 +20,7 @@ from echelon.cli.commands import (
     _cmd_evaluate,
     _cmd_fit_demand,
     _cmd_oracle,
+    _cmd_optimum,
     _cmd_plan,
     _cmd_reproduce,
     _cmd_search,
@@ -117,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     from echelon.agents.presets import PRESETS as AGENT_PRESETS
     from echelon.agents.registry import ALGORITHMS
     from echelon.models.demand_fit import LAWS
-    from echelon.run.config import BASELINES
+    from echelon.models.neural import ARCHITECTURES, NeuralSettings
+    from echelon.run.config import BASELINES, DEFAULT_BASELINES
 
     parser = _Parser(
         prog="echelon",
@@ -166,6 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     oracle.add_argument("--slp", action="store_true",
                         help="also run the shrinking-horizon LP policy on the same paths")
 
+    optimum = command("optimum", _cmd_optimum,
+                      "the exact optimum of a small lost-sales chain (dynamic programming) beside "
+                      "tuned heuristics and the perfect-information bound",
+                      _options(_episodes_option(10_000)), seed, json_)
+    optimum.add_argument("--chain", required=True,
+                         help="a JSON file of ChainConfig fields (lost sales, small capacities)")
+    optimum.add_argument("--policy", nargs="*", default=[], metavar="DIR",
+                         help="planned policies to score too (folders from echelon plan)")
+    optimum.add_argument("--agent", nargs="*", default=[], metavar="DIR",
+                         help="trained agents to score too (folders from echelon train)")
+
     fit = command("fit-demand", _cmd_fit_demand,
                   "estimate the demand law from a dataset's sales and on-hand (censored MLE)", json_)
     fit.add_argument("dataset")
@@ -175,13 +188,32 @@ def build_parser() -> argparse.ArgumentParser:
     plan = command("plan", _cmd_plan, "fit demand to a dataset, then plan a policy in the known "
                    "dynamics", seed, json_, _options(_overwrite_option("a policy.json in --out")))
     plan.add_argument("dataset")
-    plan.add_argument("--family", choices=("time-aware", "rolling-lp"), default="time-aware")
+    plan.add_argument("--family", choices=("time-aware", "rolling-lp", "neural"),
+                      default="time-aware")
     plan.add_argument("--out", required=True, help="folder for policy.json")
     plan.add_argument("--law", choices=tuple(LAWS), default="poisson")
     plan.add_argument("--episodes", type=_positive_int, default=500,
                       help="model paths to plan on (time-aware)")
     plan.add_argument("--scenarios", type=_positive_int, default=16,
                       help="demand scenarios per period (rolling-lp)")
+    neural = plan.add_argument_group("neural", "a network trained through the fitted model's "
+                                     "dynamics (--family neural)")
+    neural.add_argument("--architecture", choices=tuple(ARCHITECTURES),
+                        default=NeuralSettings.architecture,
+                        help="; ".join(f"{k}: {v.description}" for k, v in ARCHITECTURES.items()))
+    neural.add_argument("--steps", type=_positive_int, default=NeuralSettings.steps,
+                        help="Adam steps (default: %(default)s)")
+    neural.add_argument("--batch", type=_positive_int, default=NeuralSettings.batch,
+                        help="demand paths per step (default: %(default)s)")
+    neural.add_argument("--units", choices=("continuous", "straight-through"),
+                        default=NeuralSettings.units,
+                        help="requests in training: continuous, or floored with a straight-"
+                        "through gradient (default: %(default)s)")
+    neural.add_argument("--warm-start", metavar="AGENT_DIR",
+                        help="first fit the network to a trained agent's orders (e.g. the BC "
+                        "agent of the same logs, from echelon train)")
+    neural.add_argument("--resume", action="store_true",
+                        help="continue an interrupted training in --out")
 
     train = command("train", _cmd_train, "train an offline RL agent on a dataset file", seed, json_)
     train.add_argument("algorithm", choices=tuple(ALGORITHMS))
@@ -212,8 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="agent folders (or checkpoint files) from echelon train")
     evaluate.add_argument("--policy", nargs="*", default=[], metavar="DIR",
                           help="planned policies (folders with policy.json from echelon plan)")
-    evaluate.add_argument("--baselines", default=",".join(BASELINES),
-                          help=f"comma-separated: {', '.join(BASELINES)}")
+    evaluate.add_argument("--baselines", default=",".join(DEFAULT_BASELINES),
+                          help=f"comma-separated, of: {', '.join(BASELINES)} (default: "
+                          f"{','.join(DEFAULT_BASELINES)}; neural trains a network on the true "
+                          "demand law, a few minutes)")
     evaluate.add_argument("--env", choices=("v1", "v0"),
                           help="the chain (default: the agents' chain, else InvManagement-v1)")
 

@@ -283,6 +283,52 @@ def _cmd_oracle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _saved_policies(config: ChainConfig, policies: list[str], agents: list[str]) -> dict:
+    """Planned policies and trained agents by name, each checked to act in ``config``."""
+    from echelon.agents.policy import AgentPolicy
+    from echelon.models.planning import load_policy
+    from echelon.run.saved import saved_agent
+
+    out = {}
+    for path in policies:
+        out[f"planned {Path(path).name}"] = load_policy(path, config)
+    for path in agents:
+        agent, chain = saved_agent(path)
+        differences = [key for key, _, _ in chain.differences(config)]
+        if differences:
+            raise ValueError(f"--agent {path}: trained for another chain ({differences} differ)")
+        out[agent.variant] = AgentPolicy(agent.checkpoint, config, device="cpu")
+    return out
+
+
+def _cmd_optimum(args: argparse.Namespace) -> int:
+    from echelon.models.optimum import optimum_comparison
+
+    config = _chain_file(args.chain)
+    _check_episodes(config, args.episodes)
+    extra = _saved_policies(config, args.policy, args.agent)
+    report = optimum_comparison(config, args.episodes, args.seed, extra, progress=not args.json)
+    report = {"chain": args.chain, **report}
+    if args.json:
+        print(_dumps(report))
+        return 0
+    best = report["optimum"]
+    print(f"exact optimum of {args.chain}: expected discounted profit {best['value']:.3f}\n"
+          f"  dynamic programme: {best['states']:,} states x {best['request_vectors']:,} request "
+          f"vectors, caps on the inventory positions {best['caps']} (reached at most "
+          f"{best['max_position']}), {best['seconds']:.1f} s")
+    print(f"on {args.episodes:,} common demand paths of the test stream, seed {args.seed} "
+          f"(mean, 95% CI, share of the optimum):")
+    rows = {**report["policies"], "perfect information": report["perfect_information"]}
+    width = max(len(name) for name in rows)
+    for name, row in rows.items():
+        params = "  ".join(f"{k}={v}" for k, v in row.get("params", {}).items())
+        print(f"  {name:<{width}}  {row['mean']:9.3f}  {_interval(row['ci_low'], row['ci_high'])}"
+              f"  {100 * row['share']:6.2f}% [{100 * row['share_ci'][0]:.2f}, "
+              f"{100 * row['share_ci'][1]:.2f}]{'  ' + params if params else ''}")
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from echelon.agents import TrainingDiverged, train
     from echelon.agents.presets import agent_preset
@@ -385,24 +431,57 @@ def _cmd_fit_demand(args: argparse.Namespace) -> int:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from echelon.data import load
     from echelon.models import fit_demand, fitted_chain, plan_time_aware, rolling_lp_spec, save_spec
-
     from echelon.models.planning import SPEC_FILE
 
+    neural = args.family == "neural"
+    for name in ("architecture", "steps", "batch", "units", "resume", "warm_start"):
+        if not neural and getattr(args, name) != _neural_defaults()[name]:
+            raise ValueError(f"--{name.replace('_', '-')} applies to --family neural only")
     check_output(args.out, folder=True, inputs=(args.dataset,), overwrite=args.overwrite,
                  finished=lambda folder: (folder / SPEC_FILE).exists())
     data = load(args.dataset)
     fit = fit_demand(data, args.law)
     model = fitted_chain(data, fit)
     seed = np.random.SeedSequence([args.seed, 0x91A7])
-    if args.family == "time-aware":
+    if neural:
+        from echelon.models.neural import NeuralPlanDiverged, NeuralSettings, train_neural
+
+        settings = NeuralSettings(architecture=args.architecture, steps=args.steps,
+                                  batch=args.batch, units=args.units, seed=args.seed)
+        extra = {"fit": {"law": fit.name, "params": fit.params}}
+        teacher = None
+        if args.warm_start:
+            teacher = _saved_policies(data.chain, [], [args.warm_start])
+            teacher = next(iter(teacher.values()))
+            extra["warm_start"] = str(Path(args.warm_start).resolve())
+        try:
+            plan = train_neural(model, settings, args.out, resume=args.resume,
+                                replace=args.overwrite, progress=not args.json,
+                                extra_spec=extra, teacher=teacher)
+        except NeuralPlanDiverged as error:
+            print(f"echelon: error: {error}", file=sys.stderr)
+            return 1
+        spec, path = plan.spec, Path(args.out) / SPEC_FILE
+        done = (f"trained the {args.architecture} network ({plan.best_step} steps kept, "
+                f"{plan.seconds:.0f} s); validation profit in the model {plan.validation_profit:.2f}")
+    elif args.family == "time-aware":
         spec = plan_time_aware(model, seed, args.episodes, progress=not args.json).spec
+        path, done = save_spec(spec, args.out), f"planned {args.family} in that model"
     else:
         spec = rolling_lp_spec(model.demand, args.scenarios, int(seed.generate_state(1)[0]))
-    path = save_spec(spec, args.out)
+        path, done = save_spec(spec, args.out), f"planned {args.family} in that model"
     if args.json:
         print(_dumps({"policy": str(path), "spec": spec, "fit": fit.to_dict()}))
     else:
         print(f"fitted {fit.name} demand, mean {fit.params['mean']:.2f} ({fit.censored:,} censored "
-              f"periods); planned {args.family} in that model\n  policy: {path}\n  evaluate it "
+              f"periods); {done}\n  policy: {path}\n  evaluate it "
               f"with: echelon evaluate --policy {args.out}")
     return 0
+
+
+def _neural_defaults() -> dict:
+    """The neural options' defaults, to refuse them with another family."""
+    from echelon.models.neural import NeuralSettings
+
+    return {"architecture": NeuralSettings.architecture, "steps": NeuralSettings.steps, "batch": NeuralSettings.batch,
+            "units": NeuralSettings.units, "resume": False, "warm_start": None}

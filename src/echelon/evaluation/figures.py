@@ -8,7 +8,8 @@ without the paper: it carries a title, axis labels with units and a legend.
 Figures 2, 3 and 4 are the paper's (Section V): training and validation losses per epoch, mean
 episode profit of the agent, the best expert and the other experts, and the on-hand inventory of
 the agent and the best base-stock policy on one demand path. :func:`ladder` adds every policy's
-share of the perfect-information bound.
+share of the perfect-information bound, and :func:`orders_against_position` what a policy (a
+trained network) orders at each echelon inventory position, period by period.
 """
 
 from __future__ import annotations
@@ -193,11 +194,13 @@ def inventory_trajectories(
     on_hand_b: np.ndarray,
     labels: Sequence[str],
     demand: np.ndarray | None = None,
+    kinds: tuple[PolicyKind, PolicyKind] = (PolicyKind.AGENT, PolicyKind.BEST_EXPERT),
 ) -> tuple[Figure, np.ndarray]:
     """On-hand inventory per stage of two policies on one demand path (the paper's Figure 4).
 
-    One panel per stage (stage 0 is the retailer) with policy a solid crimson and policy b
-    dashed steelblue, and the customer demand in an extra panel on top when given.
+    One panel per stage (stage 0 is the retailer) with policy a solid and policy b dashed, each
+    in its kind's colour (by default an agent, crimson, against the best expert, steelblue), and
+    the customer demand in an extra panel on top when given.
 
     Args:
         on_hand_a: (T, S) on-hand inventory at the end of each period under policy a, as
@@ -205,6 +208,7 @@ def inventory_trajectories(
         on_hand_b: (T, S) the same under policy b on the same demand path.
         labels: The two policies' names, (a, b).
         demand: (T,) customer demand of the path, or None.
+        kinds: The two policies' kinds, (a, b), which set their colours.
 
     Returns:
         The figure and its (S,) or, with demand, (S + 1,) array of axes, top to bottom.
@@ -232,9 +236,9 @@ def inventory_trajectories(
         axes[0].set_ylabel("units")
         axes[0].legend(fontsize="small")
     for stage, ax in enumerate(stage_axes):
-        ax.plot(t, a[:, stage], color=KIND_COLOURS[PolicyKind.AGENT], linestyle="-",
+        ax.plot(t, a[:, stage], color=KIND_COLOURS[PolicyKind(kinds[0])], linestyle="-",
                 marker=".", label=labels[0])
-        ax.plot(t, b[:, stage], color=KIND_COLOURS[PolicyKind.BEST_EXPERT], linestyle="--",
+        ax.plot(t, b[:, stage], color=KIND_COLOURS[PolicyKind(kinds[1])], linestyle="--",
                 marker=".", label=labels[1])
         ax.set_title(f"stage {stage} (retailer)" if stage == 0 else f"stage {stage}")
         ax.set_ylabel("on-hand (units)")
@@ -302,6 +306,84 @@ def ladder(entries: Sequence[Mapping[str, object]]) -> tuple[Figure, Axes]:
     fig.legend(handles=handles, fontsize="small", loc="outside lower center",
                ncols=min(len(handles), 3))
     return fig, ax
+
+
+def orders_against_position(
+    positions: np.ndarray,
+    orders: np.ndarray,
+    label: str,
+    reference_levels: Sequence[float] | None = None,
+    reference_last_order_period: Sequence[int] | None = None,
+    reference_label: str = "base-stock",
+) -> tuple[Figure, np.ndarray]:
+    """What a policy orders at each echelon inventory position, period by period.
+
+    One panel per stage (stage 0 is the retailer): a point per (path, period) visited, at the
+    echelon inventory position the policy saw and the order it gave, coloured by the period (one
+    colour bar for all panels). A reference's order-up-to rule ``max(z_i - position, 0)`` is
+    drawn over it when its levels are given: a policy that orders like an echelon base-stock
+    policy lies on that line, meeting zero at its level, and a time-aware one drops to zero
+    after its last ordering period.
+
+    Args:
+        positions: (N, T, S) echelon inventory position of each stage at the start of each
+            period, when the policy decided (``echelon.sim.core.echelon_inventory_position``).
+        orders: (N, T, S) the policy's orders in those states, as
+            ``Rollout.trajectory["action"]`` (before the core truncates and caps them).
+        label: The policy's name.
+        reference_levels: (S,) echelon base-stock levels [z] of the reference, or None.
+        reference_last_order_period: (S,) the reference's last ordering period per stage
+            (0-based, as ``TimeAwareBaseStock``'s), or None if it always orders.
+        reference_label: The reference's name.
+
+    Returns:
+        The figure and its (S,) array of axes, left to right.
+
+    Raises:
+        ValueError: If the arrays are not equal (N, T, S) shapes or a reference array has not S
+            entries.
+    """
+    x, y = np.asarray(positions, dtype=np.float64), np.asarray(orders, dtype=np.float64)
+    if x.ndim != 3 or x.size == 0 or x.shape != y.shape:
+        raise ValueError(f"positions and orders must be equal (N, T, S) shapes, got "
+                         f"{np.shape(positions)} and {np.shape(orders)}")
+    episodes, periods, stages = x.shape
+    for name, values in (("reference_levels", reference_levels),
+                         ("reference_last_order_period", reference_last_order_period)):
+        if values is not None and np.size(values) != stages:
+            raise ValueError(f"{name} must have {stages} entries, got {np.size(values)}")
+    period = np.broadcast_to(np.arange(1, periods + 1)[None, :], (episodes, periods)).ravel()
+    fig = _figure(figsize=(4.2 * stages + 1.0, 4.8))
+    axes = np.atleast_1d(fig.subplots(1, stages, squeeze=False)[0])
+    for stage, ax in enumerate(axes):
+        xs, ys = x[:, :, stage].ravel(), y[:, :, stage].ravel()
+        points = ax.scatter(xs, ys, c=period, cmap="viridis", vmin=1, vmax=periods, s=10,
+                            alpha=0.6, linewidths=0)
+        title = "stage 0 (retailer)" if stage == 0 else f"stage {stage}"
+        if reference_levels is not None:
+            z = float(reference_levels[stage])
+            grid = np.linspace(min(xs.min(), z), max(xs.max(), z), 200)
+            ax.plot(grid, np.maximum(z - grid, 0.0), color="black", linestyle="--")
+            title += f"\nreference: z = {z:g}"
+            if reference_last_order_period is not None:
+                title += f", orders up to period {int(reference_last_order_period[stage]) + 1}"
+        ax.set_title(title)
+        ax.set_xlabel("echelon inventory position of "
+                      + (f"stages 0..{stage}" if stage else "stage 0") + " (units)")
+        ax.set_ylabel("order (units)")
+        ax.grid(alpha=0.3)
+    fig.colorbar(points, ax=list(axes), label="period (day)")
+    handles = [Line2D([], [], marker="o", linestyle="none", color="0.4",
+                      label=f"{label}: a state visited (colour: period)")]
+    if reference_levels is not None:
+        handles.append(Line2D([], [], color="black", linestyle="--",
+                              label=f"{reference_label}: max(z - position, 0)"
+                                    + (" while it orders, then 0"
+                                       if reference_last_order_period is not None else "")))
+    fig.legend(handles=handles, fontsize="small", loc="outside lower center", ncols=len(handles))
+    fig.suptitle(f"What {label} orders at each echelon inventory position (start of the "
+                 f"period), {episodes} test path{'s' * (episodes != 1)}")
+    return fig, axes
 
 
 def _figure(figsize: tuple[float, float]) -> Figure:

@@ -18,6 +18,9 @@ from echelon.models.demand_fit import MISSPECIFIED_BELOW
 # The paper's Table I and text (discounted episode profit, 100 test episodes, one IQL run).
 PAPER = {"expert_mean": 341.35, "expert_std": 13.27, "iql_mean": 400.78, "iql_std": 14.76,
          "improvement": 17.41, "p_value": 1.18e-74, "expert_z": [80, 180, 40]}
+# How the model stage names a plan given the true demand law instead of the fitted one
+# (echelon.run.stages.model_stage): "<planner> (true demand law)".
+TRUE_LAW = "true demand law"
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,24 @@ def _seed_matched(a: list[PolicyResult], b: list[PolicyResult]) -> tuple[np.ndar
     return pick(a), pick(b)
 
 
+def neural_results(results: list[PolicyResult]) -> list[PolicyResult]:
+    """The model stage's neural policies among the results, in their order."""
+    return [r for r in results
+            if r.kind is Kind.MODEL and r.params.get("spec", {}).get("kind") == "neural"]
+
+
+def best_neural_from_logs(results: list[PolicyResult]) -> PolicyResult | None:
+    """The neural policy trained in the fitted model (from the logs alone) with the highest mean
+    profit, or None if there is none."""
+    from_logs = [r for r in neural_results(results) if TRUE_LAW not in r.name]
+    return max(from_logs, key=lambda r: r.profit.mean(), default=None)
+
+
 def write_report(run, folder: Path, evaluation: dict[str, Any], search, baselines: dict[str, Any],
                  agents: list[tuple[str, str, int, Path]], inventory: tuple | None = None,
-                 model: dict[str, Any] | None = None) -> Path:
+                 model: dict[str, Any] | None = None, *, reference: str | None = None,
+                 neural_inventory: tuple | None = None,
+                 neural_orders: dict[str, Any] | None = None) -> Path:
     """Writes ``figures/*.png`` and ``report.md`` into the run folder and returns the report path.
 
     Args:
@@ -79,6 +97,12 @@ def write_report(run, folder: Path, evaluation: dict[str, Any], search, baseline
         inventory: For Figure 4: on-hand (T, S) of two policies, their labels, and the demand
             path (T,) they faced; None skips the figure.
         model: The model-based route's summary (``model.json``), or None.
+        reference: The name of the strong baseline the model-based plans are paired against
+            (the tuned time-aware base-stock), or None; a name not in the evaluation is noted.
+        neural_inventory: As ``inventory``, for the best neural policy from the logs against
+            the reference; None skips the figure.
+        neural_orders: The keyword arguments of :func:`figures.orders_against_position` for
+            that neural policy; None skips the figure.
     """
     folder = Path(folder)
     results = [PolicyResult.from_dict(p) for p in evaluation["policies"]]
@@ -171,12 +195,13 @@ def write_report(run, folder: Path, evaluation: dict[str, Any], search, baseline
 
     # --- model-based route ------------------------------------------------------------------
     if model is not None:
-        lines += _model_section(model, results, expert, bound, variants, run)
+        lines += _model_section(model, results, expert, bound, variants, run, reference)
 
     # --- figures ----------------------------------------------------------------------------
     figure_dir = folder / "figures"
     figure_dir.mkdir(exist_ok=True)
-    made = _figures(figure_dir, results, bound, agent_rows, agents, inventory)
+    made = _figures(figure_dir, results, bound, agent_rows, agents, inventory, neural_inventory,
+                    neural_orders)
     lines += ["## 5. Figures", ""]
     captions = {
         "losses.png": "Figure 2: train (solid) and validation (dashed) losses per epoch, mean and band across seeds.",
@@ -184,6 +209,19 @@ def write_report(run, folder: Path, evaluation: dict[str, Any], search, baseline
         "inventory.png": "Figure 4: on-hand inventory per stage over the episode, first IQL seed against the best expert, same demand path.",
         "ladder.png": "Every policy's mean as a share of the perfect-information bound.",
     }
+    if neural_inventory is not None:
+        neural, versus = neural_inventory[2]
+        captions["neural_inventory.png"] = (
+            f"On-hand inventory per stage over the episode: the neural policy from the logs with "
+            f"the highest mean, {neural}, against the {versus}, on the first held-out demand path.")
+    if neural_orders is not None:
+        n_paths = len(neural_orders["positions"])
+        overlay = (f", with the {neural_orders.get('reference_label', 'reference')}'s order-up-to "
+                   "rule dashed" if neural_orders.get("reference_levels") is not None else "")
+        captions["neural_policy.png"] = (
+            f"What {neural_orders['label']} learned: per stage, its order against the echelon "
+            f"inventory position in every state it visited on the first {n_paths} held-out "
+            f"paths, coloured by period{overlay}.")
     for name in made:
         lines += [f"![{captions[name]}](figures/{name})", "", f"*{captions[name]}*", ""]
 
@@ -203,7 +241,7 @@ def write_report(run, folder: Path, evaluation: dict[str, Any], search, baseline
     return atomic_write_text(folder / "report.md", "\n".join(lines))
 
 
-def _model_section(model, results, expert, bound, variants, run) -> list[str]:
+def _model_section(model, results, expert, bound, variants, run, reference=None) -> list[str]:
     fit = model["fit"]
     law = fit["law"]["law"]
     naive = fit.get("naive", {})
@@ -226,11 +264,17 @@ def _model_section(model, results, expert, bound, variants, run) -> list[str]:
         f"{law['law']} {law['aic']:.0f} (fit p = {_p(law['goodness_of_fit_p'])})" for law in model["laws"]) + ".", ""]
     best_behaviour = max((r for r in results if r.kind in (Kind.EXPERT, Kind.BEST_EXPERT)),
                          key=lambda r: r.profit.mean())
-    lines += ["| route | policy | mean [95% CI] | share of bound | vs best behaviour policy [95% CI] |",
-              "|---|---|---|---:|---|"]
+    versus = next((r for r in results if r.kind is Kind.BASELINE and r.name == reference), None)
+    versus_header = f" vs {versus.name} [95% CI] |" if versus else ""
+    lines += ["| route | policy | mean [95% CI] | share of bound | "
+              "vs best behaviour policy [95% CI] |" + versus_header,
+              "|---|---|---|---:|---|" + ("---|" if versus else "")]
     rng = np.random.default_rng(np.random.SeedSequence([run.seed, 0x40DE1]))
+    # Its own stream, so that pairing against the reference leaves the other intervals as they were.
+    versus_rng = np.random.default_rng(np.random.SeedSequence([run.seed, 0x40DE2]))
+    to_versus: dict[str, tuple[float, float, float]] = {}
     # A plan given the true law learned nothing from the logs: it is the reference of a perfect model.
-    rows = [(r.name, "reference" if "true demand law" in r.name else "model-based", r.profit[None, :])
+    rows = [(r.name, "reference" if TRUE_LAW in r.name else "model-based", r.profit[None, :])
             for r in results if r.kind is Kind.MODEL]
     rows += [(f"{name} (mean of {len(runs)} seeds)", "model-free", np.stack([r.profit for r in runs]))
              for name, runs in variants.items()]
@@ -242,8 +286,15 @@ def _model_section(model, results, expert, bound, variants, run) -> list[str]:
         share = mean / bound.profit.mean() if bound is not None else float("nan")
         if route != "reference":
             goal.append((name, share, dlo > 0))
-        lines.append(f"| {route} | {name} | {_fmt(mean)} [{_fmt(lo)}, {_fmt(hi)}] | {_fmt(100 * share, 1)}% | "
-                     f"{diff:+.2f} [{dlo:+.2f}, {dhi:+.2f}] |")
+        cells = (f"| {route} | {name} | {_fmt(mean)} [{_fmt(lo)}, {_fmt(hi)}] | "
+                 f"{_fmt(100 * share, 1)}% | {diff:+.2f} [{dlo:+.2f}, {dhi:+.2f}] |")
+        if versus is not None:
+            vdiff, (vlo, vhi) = stats.seeds_and_paths_ci(scores - versus.profit[None, :],
+                                                         versus_rng,
+                                                         n_bootstrap=run.evaluate.bootstrap)
+            to_versus[name] = (vdiff, vlo, vhi)
+            cells += f" {vdiff:+.2f} [{vlo:+.2f}, {vhi:+.2f}] |"
+        lines.append(cells)
     met = [name for name, share, beats in goal if share >= 0.95 and beats]
     best = max(goal, key=lambda g: g[1]) if goal else None
     lines += ["", "The goal: a policy learned only from the logs that beats every behaviour policy "
@@ -252,6 +303,10 @@ def _model_section(model, results, expert, bound, variants, run) -> list[str]:
               + (f"Met by: {', '.join(met)}." if met else
                  f"Not met in this run; the closest is {best[0]} at {100 * best[1]:.1f}% of the bound."
                  if best else ""), ""]
+    neural = _neural_sentence(neural_results(results), versus, reference, to_versus, versus_rng,
+                              run.evaluate.bootstrap)
+    if neural:
+        lines += [neural, ""]
     if model.get("misspecification"):
         lines += ["When the model is wrong: the same behaviour policies logged in a world the fitted "
                   "law does not describe; each plan is scored where it is used, against the same "
@@ -266,6 +321,52 @@ def _model_section(model, results, expert, bound, variants, run) -> list[str]:
                          f"{_fmt(case['profit_true_law_plan'])} | {case['gap_percent']:+.1f}% |")
         lines.append("")
     return lines
+
+
+def _neural_sentence(neural: list[PolicyResult], versus: PolicyResult | None,
+                     reference: str | None, to_versus: dict[str, tuple[float, float, float]],
+                     rng: np.random.Generator, n_boot: int) -> str:
+    """Whether the neural policies from the logs beat the reference, and what training in the
+    fitted model rather than on the true law cost each architecture; "" without neural policies.
+
+    ``to_versus`` holds each policy's paired difference to the reference (mean, low, high)."""
+    if not neural:
+        return ""
+    parts = []
+    from_logs = [r for r in neural if TRUE_LAW not in r.name]
+    side = {1: "beats it (interval above zero)", -1: "falls short of it (interval below zero)",
+            0: "is not distinguishable from it (interval contains zero)"}
+    if versus is not None and from_logs:
+        rulings = []
+        for r in from_logs:
+            diff, lo, hi = to_versus[r.name]
+            rulings.append(f"{r.name} {side[verdicts.interval_side((lo, hi))]}: "
+                           f"{diff:+.2f} [{lo:+.2f}, {hi:+.2f}]")
+        parts.append(f"Neural policies from the logs against the {versus.name} (paired "
+                     f"difference on the same paths, 95% CI): {'; '.join(rulings)}.")
+    elif from_logs and reference:
+        parts.append(f"The {reference} is not in this run, so the neural policies from the logs "
+                     "are not paired against it.")
+    gaps = []
+    for architecture in dict.fromkeys(r.params["spec"].get("architecture") for r in neural):
+        same = [r for r in neural if r.params["spec"].get("architecture") == architecture]
+        fitted = next((r for r in same if TRUE_LAW not in r.name), None)
+        truth = next((r for r in same if TRUE_LAW in r.name), None)
+        if fitted is None or truth is None:
+            continue
+        scale = 100.0 / abs(truth.profit.mean())
+        gap, (lo, hi) = stats.seeds_and_paths_ci((fitted.profit - truth.profit)[None, :], rng,
+                                                 n_bootstrap=n_boot)
+        gaps.append(f"{architecture} {scale * gap:+.2f}% [{scale * lo:+.2f}%, {scale * hi:+.2f}%]")
+    if gaps:
+        parts.append("Trained in the fitted model rather than on the true demand law, each "
+                     "architecture's mean profit differs from the true-law policy's by (fitted "
+                     "minus true law, as a percentage of the true-law mean, paired on the same "
+                     "paths, 95% CI): " + "; ".join(gaps) + ".")
+    else:
+        parts.append("No architecture was trained both in the fitted model and on the true "
+                     "demand law, so the cost of the fitted model is not measured.")
+    return " ".join(parts)
 
 
 def _params(r: PolicyResult) -> str:
@@ -338,7 +439,8 @@ def _verdicts(run, expert, bound, variants, paper_protocol, rng, n_boot) -> list
     return out
 
 
-def _figures(figure_dir, results, bound, agent_rows, agents, inventory) -> list[str]:
+def _figures(figure_dir, results, bound, agent_rows, agents, inventory, neural_inventory=None,
+             neural_orders=None) -> list[str]:
     made = []
     metrics: dict[str, list] = {}
     for variant, _algorithm, _seed, checkpoint in agents:
@@ -377,4 +479,14 @@ def _figures(figure_dir, results, bound, agent_rows, agents, inventory) -> list[
         fig, _ = figures.ladder(ladder)
         figures.save_figure(fig, figure_dir / "ladder.png")
         made.append("ladder.png")
+    if neural_inventory is not None:
+        on_hand_a, on_hand_b, labels, demand = neural_inventory
+        fig, _ = figures.inventory_trajectories(on_hand_a, on_hand_b, labels, demand=demand,
+                                                kinds=(Kind.MODEL, Kind.BASELINE))
+        figures.save_figure(fig, figure_dir / "neural_inventory.png")
+        made.append("neural_inventory.png")
+    if neural_orders is not None:
+        fig, _ = figures.orders_against_position(**neural_orders)
+        figures.save_figure(fig, figure_dir / "neural_policy.png")
+        made.append("neural_policy.png")
     return made

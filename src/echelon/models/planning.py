@@ -18,8 +18,11 @@ into a :class:`~echelon.policies.base.Policy` for any chain with the same stages
 
     {"kind": "heuristic", "family": "time-aware", "mode": "clip", "params": {...}}
     {"kind": "rolling-lp", "demand": {"law": "poisson", "mu": 19.8}, "scenarios": 16, "seed": 0}
+    {"kind": "neural", "architecture": "mlp", ..., "weights": "network.pt", "sha256": "..."}
 
 A heuristic spec may carry the ``demand`` it was planned for, for the record; loading ignores it.
+A neural spec (:mod:`echelon.models.neural`) names its weights file, relative to the folder the
+spec is loaded from (``base``).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ PolicySpec = dict[str, Any]
 """A JSON-ready description of a planned policy (see the module docstring)."""
 
 SPEC_FILE = "policy.json"
-SPEC_KINDS = ("heuristic", "rolling-lp")
+SPEC_KINDS = ("heuristic", "rolling-lp", "neural")
 
 
 # --- time-aware base-stock in the model -------------------------------------------------------
@@ -135,8 +138,14 @@ def rolling_lp_spec(demand: Demand, scenarios: int = 16, seed: int = 0) -> Polic
             "seed": int(seed)}
 
 
-def policy_from_spec(spec: PolicySpec, chain: ChainConfig) -> Policy:
+def policy_from_spec(spec: PolicySpec, chain: ChainConfig, *,
+                     base: str | os.PathLike | None = None) -> Policy:
     """Builds the policy a spec describes, acting in ``chain``.
+
+    Args:
+        spec: The spec.
+        chain: The chain the policy acts in.
+        base: The folder a neural spec's weights file is relative to.
 
     Raises:
         ValueError: If the kind is unknown, a key is missing, or a value is invalid for the chain.
@@ -146,6 +155,10 @@ def policy_from_spec(spec: PolicySpec, chain: ChainConfig) -> Policy:
     kind = spec.get("kind")
     if kind not in SPEC_KINDS:
         raise ValueError(f"policy spec kind must be one of {list(SPEC_KINDS)}, got {kind!r}")
+    if kind == "neural":
+        from echelon.models.neural import neural_policy
+
+        return neural_policy(spec, chain, base)
     needed = {"heuristic": ("family", "mode", "params"),
               "rolling-lp": ("demand", "scenarios", "seed")}[kind]
     missing = [key for key in needed if key not in spec]
@@ -199,8 +212,9 @@ def load_spec(path: str | os.PathLike) -> PolicySpec:
 def load_policy(path: str | os.PathLike, chain: ChainConfig) -> Policy:
     """The planned policy saved at ``path`` (a folder or its ``policy.json``), in ``chain``."""
     spec = load_spec(path)
+    base = Path(path) if Path(path).is_dir() else Path(path).parent
     try:
-        return policy_from_spec(spec, chain)
+        return policy_from_spec(spec, chain, base=base)
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
     except (KeyError, TypeError, AttributeError, IndexError) as error:  # a spec missing or mistyping a field

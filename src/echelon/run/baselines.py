@@ -22,6 +22,17 @@ def _shrinking_horizon_lp(chain: ChainConfig) -> Any:
     return ShrinkingHorizonLP(chain)
 
 
+def _neural_true_law(chain: ChainConfig) -> Any:
+    """The neural planner's reference: a network trained on the chain's true demand law (its
+    default settings and seed 0; minutes on a CPU)."""
+    from echelon.models.neural import NeuralSettings, train_neural
+
+    return train_neural(chain, NeuralSettings(**_NEURAL), None).policy(chain)
+
+
+_NEURAL = {"architecture": "levels", "seed": 0}
+
+
 @dataclass(frozen=True)
 class Baseline:
     """How one baseline is made and named."""
@@ -36,6 +47,9 @@ class Baseline:
     """What defines a planner, saved with its results."""
     bound: bool = False
     """The perfect-information bound (an LP per path, not a policy)."""
+    default: bool = True
+    """Among the baselines a run and ``echelon evaluate`` compare against unless told otherwise
+    (False for those that take minutes to make)."""
 
 
 BASELINES: dict[str, Baseline] = {
@@ -45,7 +59,12 @@ BASELINES: dict[str, Baseline] = {
     "slp": Baseline("shrinking-horizon LP", planner=_shrinking_horizon_lp,
                     params={"forecast": "mean"}),
     "oracle": Baseline("perfect-information bound", bound=True),
+    "neural": Baseline("neural policy (true demand law)", planner=_neural_true_law,
+                       params={"neural": _NEURAL}, default=False),
 }
+
+DEFAULT_BASELINES = tuple(name for name, baseline in BASELINES.items() if baseline.default)
+"""The baselines compared against when none are named."""
 
 TUNED = [name for name, baseline in BASELINES.items() if baseline.tuned_family]
 """The tuned baselines in registry order; the i-th is searched on child 2 + i of the search

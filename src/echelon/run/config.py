@@ -21,7 +21,7 @@ from echelon.agents.registry import ALGORITHMS
 from echelon.data.collect import CollectConfig
 from echelon.policies.search import SearchConfig
 from echelon.presets import PRESETS, read_preset
-from echelon.run.baselines import BASELINES
+from echelon.run.baselines import BASELINES, DEFAULT_BASELINES
 from echelon.sim.config import ChainConfig
 
 # torch seeds are 64-bit and the trainer seeds its batch order with seed + 1.
@@ -100,9 +100,9 @@ class EvaluateConfig:
     """Held-out test paths every policy faces (common random numbers), >= 2."""
     paper_episodes: int = 100
     """The paper's protocol: the first this-many test paths, compared unpaired (Welch)."""
-    baselines: tuple[str, ...] = tuple(BASELINES)
+    baselines: tuple[str, ...] = DEFAULT_BASELINES
     """Strong baselines: keys of ``echelon.run.baselines.BASELINES`` (paper-best, tuned,
-    time-aware, slp, oracle)."""
+    time-aware, slp, oracle by default; neural: a network trained on the true law)."""
     tuning_episodes: int = 500
     """Paths the tuned baselines are searched on (and as many to rank on)."""
     bootstrap: int = 2000
@@ -135,13 +135,29 @@ class ModelStageConfig:
     """Demand scenarios of the rolling-horizon LP per period (0: no rolling LP)."""
     misspecification: bool = True
     """Also plan from logs whose demand is not what the fitted law assumes, to show the cost."""
+    neural: tuple[str, ...] = ("mlp", "levels")
+    """Neural policy classes trained through the fitted model's dynamics (keys of
+    ``echelon.models.neural.ARCHITECTURES``; [] for none)."""
+    neural_reference: bool = True
+    """Also train each neural policy class on the true demand law (a reference that knows it)."""
+    neural_steps: int = 800
+    """Adam steps of each neural policy, >= 1."""
+    neural_batch: int = 1024
+    """Demand paths per step of each neural policy, >= 1."""
 
     def __post_init__(self) -> None:
         from echelon.models.demand_fit import LAWS
+        from echelon.models.neural import ARCHITECTURES
 
         if self.law not in LAWS:
             raise ValueError(f"model.law must be one of {list(LAWS)}, got {self.law!r}")
-        for name, low in (("plan_episodes", 1), ("scenarios", 0)):
+        object.__setattr__(self, "neural", tuple(self.neural))
+        bad = [a for a in self.neural if a not in ARCHITECTURES]
+        if bad or len(set(self.neural)) != len(self.neural):
+            raise ValueError(f"model.neural must list distinct policy classes of "
+                             f"{list(ARCHITECTURES)}, got {list(self.neural)}")
+        for name, low in (("plan_episodes", 1), ("scenarios", 0), ("neural_steps", 1),
+                          ("neural_batch", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"model.{name} must be an integer >= {low}, got {value!r}")

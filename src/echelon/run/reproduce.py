@@ -102,7 +102,9 @@ def reproduce(
     models: dict[str, Any] = {}
     if run.model.enabled:
         model = folder.cached("model", model_digest, "model.json",
-                              lambda: stages.model_stage(run, data, search, progress=progress, log=log),
+                              lambda: stages.model_stage(run, data, search, folder=folder,
+                                                         data_digest=collect_digest,
+                                                         progress=progress, log=log),
                               write_json, read_json, log)
         models = model["policies"]
 
@@ -124,6 +126,7 @@ def reproduce(
     header(7, "figures and report")
     from echelon.agents.trainer import AgentPolicy
     from echelon.evaluation.report import write_report
+    from echelon.run.baselines import BASELINES
     from echelon.sim.rollout import rollout
 
     inventory = None
@@ -134,10 +137,69 @@ def reproduce(
                     stages.behaviours_from_search(run, search)[0].policy(run.chain))
         on_hand = [rollout(run.chain, p, path, record=True).trajectory["on_hand"][0] for p in policies]
         inventory = (on_hand[0], on_hand[1], (f"iql seed {iql[0].seed}", "best expert"), path[0])
+    reference = BASELINES["time-aware"].label
+    neural_inventory, neural_orders = _neural_figures(run, folder.path, evaluation, baselines,
+                                                      reference)
     report = write_report(run, folder.path, evaluation, search, baselines, agents, inventory,
-                          model if run.model.enabled else None)
+                          model if run.model.enabled else None, reference=reference,
+                          neural_inventory=neural_inventory, neural_orders=neural_orders)
     log(f"done in {stages.minutes(time.perf_counter() - started)}: {report}")
     return report
 
 
+# The states of this many held-out paths show what a neural policy learned (a few thousand
+# points per panel: dense enough to see the rule, sparse enough to see the points).
+_NEURAL_MAP_PATHS = 50
 
+
+class _PositionRecorder:
+    """A policy that notes the echelon inventory position of every state it is asked to act in."""
+
+    def __init__(self, chain, policy) -> None:
+        self.chain, self.policy = chain, policy
+        self.reads_observation = policy.reads_observation
+        self.positions: list = []  # one (N, S) array per period
+
+    def act(self, obs, state):
+        from echelon.sim.core import echelon_inventory_position
+
+        self.positions.append(echelon_inventory_position(self.chain, state))
+        return self.policy.act(obs, state)
+
+
+def _neural_figures(run: RunConfig, folder: Path, evaluation: dict[str, Any],
+                    baselines: dict[str, Any], reference: str) -> tuple[tuple | None, dict | None]:
+    """Step 7's data for the neural figures: the best neural policy from the logs against the
+    tuned time-aware base-stock on the first held-out path, and its orders against the echelon
+    position on the first paths; (None, None) without a neural policy from the logs.
+
+    Returns:
+        ``write_report``'s ``neural_inventory`` (None without the tuned time-aware base-stock)
+        and ``neural_orders``.
+    """
+    import numpy as np
+
+    from echelon.evaluation.evaluate import PolicyResult
+    from echelon.evaluation.report import best_neural_from_logs
+    from echelon.models.planning import policy_from_spec
+    from echelon.policies.families import HeuristicSpec
+    from echelon.sim.rollout import rollout
+
+    best = best_neural_from_logs([PolicyResult.from_dict(p) for p in evaluation["policies"]])
+    if best is None:
+        return None, None
+    paths = stages.held_out_paths(run)[:_NEURAL_MAP_PATHS]
+    neural = _PositionRecorder(run.chain, policy_from_spec(best.params["spec"], run.chain,
+                                                           base=folder))
+    trajectory = rollout(run.chain, neural, paths, record=True).trajectory
+    orders = {"positions": np.stack(neural.positions, axis=1), "orders": trajectory["action"],
+              "label": best.name}
+    if "time-aware" not in baselines:
+        return None, orders
+    tuned = HeuristicSpec.from_dict(baselines["time-aware"])
+    on_hand = rollout(run.chain, tuned.policy(run.chain), paths[:1],
+                      record=True).trajectory["on_hand"]
+    orders.update(reference_levels=tuned.params["z"],
+                  reference_last_order_period=tuned.params["last_order_period"],
+                  reference_label=reference)
+    return (trajectory["on_hand"][0], on_hand[0], (best.name, reference), paths[0]), orders

@@ -95,9 +95,14 @@ def evaluate_saved(
         agents.append(agent)
         chains[str(path)] = agent_chain
     run = dataclasses.replace(run, chain=agents_chain(chains, chain))
+    models = {}
     for path in policy_paths:
         load_policy(path, run.chain)  # refuses a damaged spec before any work
-    models = {f"planned {Path(p).name}": load_spec(p) for p in policy_paths}
+        spec = load_spec(path)
+        if spec.get("kind") == "neural":  # its weights file, wherever the folder is
+            base = Path(path) if Path(path).is_dir() else Path(path).parent
+            spec = {**spec, "weights": str((base / spec["weights"]).resolve())}
+        models[f"planned {Path(path).name}"] = spec
     evaluation = evaluate_stage(run, Path.cwd(), search_stage(run), tune_baselines(run), agents,
                                 models=models, log=log)
     return run, [PolicyResult.from_dict(p) for p in evaluation["policies"]]

@@ -254,24 +254,31 @@ def tune_baselines(run: RunConfig, *, progress: bool = False) -> dict[str, Any]:
 
 
 def model_stage(run: RunConfig, data: OfflineDataset, search: SearchResult, *,
-                progress: bool = False, log=print) -> dict[str, Any]:
+                folder: RunFolder | None = None, data_digest: str = "", progress: bool = False,
+                log=print) -> dict[str, Any]:
     """The model-based route: fit demand to the logs, plan in the fitted model.
 
     Plans use the run's training stream (they learn from the logs, as the agents do): the
     fitted-model time-aware policy, the same planner given the true law (the benchmark of a
-    perfect model), and the rolling-horizon scenario LP drawing from the fitted law. With
+    perfect model), the rolling-horizon scenario LP drawing from the fitted law, and the neural
+    policies of ``model.neural`` trained through the fitted model (and, with
+    ``neural_reference``, on the true law), each in ``plans/<name>/`` of ``folder``. With
     ``misspecification``, two more logs are made with the same behaviour policies where the
     Poisson assumption fails (:mod:`echelon.models.misspecification`).
 
     Returns:
-        What ``model.json`` holds: the fits, the policy specs, and the misspecification study.
+        What ``model.json`` holds: the fits, the policy specs (a neural spec's weights are
+        relative to the run folder), and the misspecification study.
+
+    Raises:
+        ValueError: If neural policies are asked for without a run folder to keep them in.
     """
     from echelon.models import compare_laws, fit_demand, fitted_chain, plan_time_aware, rolling_lp_spec
     from echelon.models.misspecification import misspecification_study
 
     settings = run.model
-    plan_seed, true_seed, rolling_seed, logs_seed = child_seeds(
-        child_seeds(run_streams(run.seed).train, 2)[1], 4
+    plan_seed, true_seed, rolling_seed, logs_seed, neural_seed = child_seeds(
+        child_seeds(run_streams(run.seed).train, 2)[1], 5
     )
     fit = fit_demand(data, settings.law)
     laws = [{"law": f.name, "aic": f.aic, "mean": f.params["mean"],
@@ -287,6 +294,17 @@ def model_stage(run: RunConfig, data: OfflineDataset, search: SearchResult, *,
     if settings.scenarios:
         seed = int(rolling_seed.generate_state(1)[0])
         policies["rolling scenario LP (fitted model)"] = rolling_lp_spec(model.demand, settings.scenarios, seed)
+    if settings.neural and folder is None:
+        raise ValueError("model.neural: neural policies need a run folder to keep their weights in")
+    worlds = [("fitted model", "fitted", model)]
+    if settings.neural_reference:
+        worlds.append(("true demand law", "true-law", run.chain))
+    for architecture in settings.neural:
+        for label, slug, chain in worlds:
+            policies[f"neural {architecture} ({label})"] = plan_neural(
+                folder, f"neural-{architecture}-{slug}", chain, architecture, settings,
+                int(neural_seed.generate_state(1)[0]), data_digest if slug == "fitted" else "",
+                progress=progress, log=log)
     out: dict[str, Any] = {"fit": fit.to_dict(), "laws": laws, "policies": policies,
                            "fitted_chain": model.to_dict(), "misspecification": []}
     if not settings.misspecification:
@@ -297,6 +315,53 @@ def model_stage(run: RunConfig, data: OfflineDataset, search: SearchResult, *,
         seed=logs_seed, log=log,
     )
     return out
+
+
+def plan_neural(folder: RunFolder, name: str, chain: Any, architecture: str, settings: Any,
+                seed: int, data_digest: str, *, progress: bool = False,
+                log=print) -> dict[str, Any]:
+    """One neural policy of the model stage, trained (or resumed) in ``plans/<name>/``.
+
+    A folder of the same inputs resumes where it stopped, or is reused when finished; one of
+    other inputs is moved aside with the run folder's ``force`` and refused without.
+
+    Args:
+        folder: The run folder.
+        name: The plan's folder name under ``plans/``.
+        chain: The chain trained in (the fitted model, or the true chain).
+        architecture: A key of ``ARCHITECTURES``.
+        settings: The run's ``ModelStageConfig``.
+        seed: The neural policy's seed.
+        data_digest: The dataset's digest when ``chain`` was fitted to it.
+
+    Returns:
+        The policy's spec, its weights relative to the run folder.
+    """
+    from echelon.models.neural import NETWORK_NAME, NeuralSettings, train_neural
+    from echelon.models.planning import SPEC_FILE, load_spec
+
+    neural = NeuralSettings(architecture=architecture, steps=settings.neural_steps,
+                            batch=settings.neural_batch, seed=seed)
+    relative = f"plans/{name}"
+    out = folder.path / relative
+    inputs = digest("neural", chain, neural, data_digest)
+    stage_file = out / "stage.json"
+    resume = stage_digest(stage_file) == inputs
+    if resume and (out / SPEC_FILE).exists():
+        log(f"  {name}: done earlier, skipped")
+        spec = load_spec(out)
+    else:
+        if not resume and out.exists():  # trained with other inputs
+            folder.clear(f"plan {name}", inputs, relative, recorded="other inputs")
+        log(f"  {name}: {neural.steps:,} steps on batches of {neural.batch:,} paths"
+            f"{' (resuming)' if resume else ''}")
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(stage_file, {"digest": inputs})
+        plan = train_neural(chain, neural, out, resume=resume, progress=progress)
+        log(f"    validation profit {plan.validation_profit:.2f} (step {plan.best_step}), "
+            f"{minutes(plan.seconds)}")
+        spec = plan.spec
+    return {**spec, "weights": f"{relative}/{NETWORK_NAME}"}
 
 
 def held_out_paths(run: RunConfig) -> np.ndarray:
@@ -345,7 +410,8 @@ def evaluate_stage(run: RunConfig, folder: Path, search: SearchResult, baselines
         from echelon.models import policy_from_spec
 
         log(f"  {name} on the test paths ...")
-        results.append(evaluate_policy(run.chain, name, Kind.MODEL, policy_from_spec(spec, run.chain),
+        results.append(evaluate_policy(run.chain, name, Kind.MODEL,
+                                       policy_from_spec(spec, run.chain, base=folder),
                                        paths, {"spec": spec}))
     for name in run.evaluate.baselines:
         if BASELINES[name].bound:
