@@ -128,7 +128,8 @@ def paper_logs_part(args, pool, log) -> dict:
     from echelon.run.config import resolve
     from echelon.sim.rollout import rollout
 
-    run = resolve("paper", [f"evaluate.episodes={args.paths}"])
+    run = resolve("paper", [f"evaluate.episodes={args.paths}",
+                            f"evaluate.paper_episodes={min(100, args.paths)}"])
     started = time.perf_counter()
     search = stages.search_stage(run)
     data = stages.collect_stage(run, search)
@@ -289,7 +290,11 @@ def small_chains_part(args, pool, log) -> list[dict]:
                  **{family: tuned_heuristic(chain, Family(family), run_streams(0).search).policy(chain)
                     for family in ("base-stock", "time-aware")}}
         for name, policy in exact.items():
-            value = policy_value(chain, policy)
+            try:
+                value = policy_value(chain, policy)
+            except ValueError as error:  # a policy that leaves the solved table (orders too much)
+                rows[name]["exact_error"] = str(error)
+                continue
             rows[name].update(exact_value=value, exact_share=value / optimum)
         entry = {"chain": str(Path(file).relative_to(ROOT)) if Path(file).is_relative_to(ROOT)
                  else str(file), "optimum": optimum, "bound": bound,
@@ -300,6 +305,12 @@ def small_chains_part(args, pool, log) -> list[dict]:
                 f"{name} {100 * r['share_of_optimum']:.2f}%" for name, r in rows.items()))
         out.append(entry)
     return out
+
+
+def _relative(path: str) -> str:
+    """A path inside the repository as the repository sees it (results travel between machines)."""
+    return str(Path(path).resolve().relative_to(ROOT)) if Path(path).resolve().is_relative_to(ROOT) \
+        else str(path)
 
 
 def main() -> int:
@@ -342,7 +353,9 @@ def main() -> int:
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"),
                              initializer=_one_thread) as pool:
         paper = ({"seeds", "paths", "units", "warm-start"} & set(args.parts))
-        results = {"date": time.strftime("%Y-%m-%d"), "settings": vars(args).copy(),
+        settings = {**vars(args), "out": _relative(args.out),
+                    "small_chains": [_relative(c) for c in args.small_chains]}
+        results = {"date": time.strftime("%Y-%m-%d"), "settings": settings,
                    "paper_logs": paper_logs_part(args, pool, log) if paper else None,
                    "small_chains": small_chains_part(args, pool, log)}
     results["seconds"] = time.perf_counter() - started
