@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_neural.py                         # everything (about an hour on 2 cores)
     .venv/bin/python benchmarks/bench_neural.py --seeds 2 --steps 100 --small-chains none   # a smoke run
-    .venv/bin/python benchmarks/bench_neural.py --parts warm-start --out /tmp/warm.json      # one part
+    .venv/bin/python benchmarks/bench_neural.py --parts warm-start --out warm.json           # one part
 
 One run, four parts, every policy scored in the NumPy core on whole units:
 
