@@ -2,21 +2,14 @@
 
 import json
 
-import numpy as np
 import pytest
 
 from echelon.cli import main
-from echelon.data import Behaviour, CollectConfig, collect, save
-from echelon.policies.search import Family
-from echelon.sim import ChainConfig
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    behaviours = [Behaviour("lean", Family.BASE_STOCK, {"z": [60.0, 160.0, 40.0]}),
-                  Behaviour("rich", Family.BASE_STOCK, {"z": [100.0, 220.0, 40.0]})]
-    data = collect(ChainConfig(), behaviours, CollectConfig(episodes=30), np.random.SeedSequence(3))
-    return save(data, tmp_path_factory.mktemp("data") / "logs.h5")
+@pytest.fixture
+def dataset(small_logs):
+    return small_logs
 
 
 def _json(capsys, argv):

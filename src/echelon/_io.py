@@ -12,6 +12,8 @@ under a file, or a finished result that would be replaced without ``--overwrite`
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -154,6 +156,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, data: Any, default: Callable[[Any], Any] | None = None) -> Path:
     """Writes JSON atomically."""
     return atomic_write_text(path, json.dumps(data, default=default))
+
+
+def atomic_write_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
+    """Writes rows of a table as CSV atomically; the columns are the rows' keys in order of
+    first appearance."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(dict.fromkeys(key for row in rows for key in row)))
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(path, text.getvalue())
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from echelon.cli import main
-from echelon.data import Behaviour, CollectConfig, collect, save
 from echelon.models import load_policy
 from echelon.models.neural import (
     ARCHITECTURES,
@@ -22,7 +21,6 @@ from echelon.models.neural import (
     train_neural,
 )
 from echelon.policies import TimeAwareBaseStock
-from echelon.policies.search import Family
 from echelon.sim import ChainConfig
 from echelon.sim import differentiable as twin
 from echelon.sim.rollout import rollout
@@ -187,12 +185,9 @@ def test_the_neural_baseline_trains_on_the_true_law():
 # --- the command -------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def logs(tmp_path_factory):
-    behaviours = [Behaviour("lean", Family.BASE_STOCK, {"z": [60.0, 160.0, 40.0]}),
-                  Behaviour("rich", Family.BASE_STOCK, {"z": [100.0, 220.0, 40.0]})]
-    data = collect(ChainConfig(), behaviours, CollectConfig(episodes=30), np.random.SeedSequence(3))
-    return save(data, tmp_path_factory.mktemp("data") / "logs.h5")
+@pytest.fixture
+def logs(small_logs):
+    return small_logs
 
 
 def test_plan_neural_then_evaluate_it(capsys, logs, tmp_path):

@@ -10,8 +10,6 @@ resumes with ``resume=True`` and ends with the same weights as an uninterrupted 
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 import time
@@ -22,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from echelon._io import atomic_write
+from echelon._io import atomic_write_csv
 from echelon._progress import progress as progress_bar
 from echelon.agents.checkpoint import (
     CHECKPOINT_NAME,
@@ -204,7 +202,7 @@ def train(
             rng = {"algo": algo_generator.get_state().cpu(), "data": data_generator.get_state()}
             save_checkpoint(checkpoint_path, header, epoch=epoch, state=learner.state_dict(),
                             metrics=metrics, rng=rng)
-            _write_metrics(out / METRICS_NAME, metrics)
+            atomic_write_csv(out / METRICS_NAME, metrics)
     finally:
         bar.close()
     return TrainResult(checkpoint_path, metrics, time.perf_counter() - start, total_steps)
@@ -228,10 +226,3 @@ def _validate(learner: Algorithm, split: TransitionTensors, chunk: int = 4096) -
     return {name: value / split.size for name, value in totals.items()}
 
 
-def _write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
-    text = io.StringIO()
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    writer = csv.DictWriter(text, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write(path, lambda handle: handle.write(text.getvalue().encode()))

@@ -37,7 +37,6 @@ A trained policy is a folder::
 from __future__ import annotations
 
 import copy
-import csv
 import dataclasses
 import hashlib
 import io
@@ -53,7 +52,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from echelon._io import atomic_write
+from echelon._io import atomic_write, atomic_write_csv
 from echelon._progress import progress as progress_bar
 from echelon.agents.common import init_parameters, mlp
 from echelon.models.planning import save_spec
@@ -360,15 +359,6 @@ def _checkpoint_header(chain: ChainConfig, settings: NeuralSettings,
             "settings": settings.to_dict(), "extra": extra}
 
 
-def _write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=["step", "train_profit", "validation_profit",
-                                              "learning_rate", "seconds"])
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write(path, lambda handle: handle.write(text.getvalue().encode()))
-
-
 def _save_network(path: Path, network: nn.Module) -> str:
     """Writes the weights atomically; returns their SHA-256."""
     buffer = io.BytesIO()
@@ -502,7 +492,7 @@ def train_neural(
                              "best": best["state"], "best_step": best["step"],
                              "best_profit": best["profit"]}
                     atomic_write(checkpoint_path, lambda handle: torch.save(state, handle))
-                    _write_metrics(folder / METRICS_NAME, history)
+                    atomic_write_csv(folder / METRICS_NAME, history)
                 log(f"  {name} step {step}: training {running:.2f}, validation {checked:.2f} "
                     f"(best {best['profit']:.2f} at step {best['step']})")
     finally:
