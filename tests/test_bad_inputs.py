@@ -399,9 +399,15 @@ def _echelon(*args: str, **popen) -> subprocess.Popen:
                             stderr=subprocess.PIPE, **popen)
 
 
+def _default_sigint() -> None:
+    # A shell starts background jobs (`make test &`, nohup) with SIGINT ignored, and Python keeps
+    # an ignored SIGINT ignored: the child must get the default, as from a terminal.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_exits_130_with_one_line(tmp_path):
     process = _echelon("reproduce", "--preset", "quick", "--out", str(tmp_path / "run"),
-                       stdout=subprocess.PIPE)
+                       stdout=subprocess.PIPE, preexec_fn=_default_sigint)
     assert process.stdout.readline().startswith("[1/7] search")  # inside the run, not the imports
     time.sleep(0.5)
     process.send_signal(signal.SIGINT)
