@@ -238,14 +238,15 @@ def stats_interval(scores: np.ndarray, rng) -> tuple[float, tuple[float, float]]
 def small_chains_part(args, pool, log) -> list[dict]:
     from echelon.data import save
     from echelon.models import fit_demand, fitted_chain
-    from echelon.models.optimum import optimum_comparison, policy_value, solve_optimum, tuned_heuristic
+    from echelon.models.optimum import optimum_comparison, policy_value, solve_optimum
+    from echelon.policies.families import HeuristicSpec
     from echelon.policies.base_stock import RequestMode
     from echelon.policies.search import Family, SearchConfig, Space
     from echelon.run import stages
     from echelon.run.config import resolve
     from echelon.agents.policy import AgentPolicy
     from echelon.models.neural import NeuralPolicy
-    from echelon.sim import ChainConfig, run_streams
+    from echelon.sim import ChainConfig
 
     out = []
     for file in args.small_chains:
@@ -287,7 +288,8 @@ def small_chains_part(args, pool, log) -> list[dict]:
         # A policy of the state alone has an exact value, found by the DP's forward propagation.
         exact = {**{name: policy for name, policy in policies.items()
                     if not policy.reads_observation},
-                 **{family: tuned_heuristic(chain, Family(family), run_streams(0).search).policy(chain)
+                 **{family: HeuristicSpec(Family(family), RequestMode.CLIP,
+                                          comparison["policies"][family]["params"]).policy(chain)
                     for family in ("base-stock", "time-aware")}}
         for name, policy in exact.items():
             try:
