@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 import torch
 
-from echelon.agents.common import Batch, DeterministicActor, actor_schedule, init_parameters
+from echelon.agents.common import (
+    Batch,
+    DeterministicActor,
+    Learner,
+    Phase,
+    actor_schedule,
+    init_parameters,
+)
 
 
 @dataclass(frozen=True)
@@ -34,32 +41,29 @@ class BCConfig:
             raise ValueError("bc.actor_lr_schedule must be 'cosine' or 'constant'")
 
 
-class BC:
+class BC(Learner):
     """The behaviour-cloning learner (same constructor and protocol as every algorithm)."""
 
     def __init__(self, obs_dim: int, action_dim: int, config: BCConfig, total_steps: int,
                  generator: torch.Generator, device: torch.device | str = "cpu") -> None:
         self.config = config
+        self.generator = generator  # seeds the weights; nothing else is drawn
         self.actor = DeterministicActor(obs_dim, action_dim, config.hidden)
         init_parameters(self.actor, generator)
         self.actor.to(device)
         self.optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.learning_rate)
         self.schedule = actor_schedule(self.optimizer, config.actor_lr_schedule, total_steps)
+        self.optimizers = {"actor": self.optimizer}
+        self.schedules = {"actor": self.schedule}
 
-    def _loss(self, batch: Batch) -> torch.Tensor:
-        return (self.actor(batch.observations) - batch.actions).square().sum(dim=-1).mean()
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"actor": self.actor}
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        loss = self._loss(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.schedule.step()
-        return {"actor_loss": float(loss.detach())}
+    def _terms(self, batch: Batch, noise: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"actor_loss": (self.actor(batch.observations) - batch.actions).square().sum(dim=-1).mean()}
 
-    @torch.no_grad()
-    def losses(self, batch: Batch) -> dict[str, float]:
-        return {"actor_loss": float(self._loss(batch))}
+    def phases(self, step: int | None) -> list[Phase]:
+        return [Phase(self._terms, ("actor_loss",), ("actor",))]
 
     @torch.no_grad()
     def act(self, observations: torch.Tensor) -> torch.Tensor:

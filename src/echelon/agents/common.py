@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import abc
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
 import torch
@@ -44,6 +45,99 @@ class Algorithm(Protocol):
     def state_dict(self) -> dict: ...
 
     def load_state_dict(self, state: dict) -> None: ...
+
+
+Terms = Callable[[Batch, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+
+
+class Phase(NamedTuple):
+    """One gradient step of an update: losses, the optimizers they step, the targets that follow.
+
+    ``terms(batch, noise)`` computes the losses (and logged scalars) of one member from its batch
+    and its pre-drawn noise, as a pure function of the learner's networks: it reads their
+    parameters as attributes and draws nothing, so that an ensemble can evaluate it for all its
+    members at once (:mod:`echelon.agents.ensemble`).
+    """
+
+    terms: Terms
+    minimise: tuple[str, ...]
+    """The terms whose sum is back-propagated."""
+    optimizers: tuple[str, ...]
+    """The keys of ``Learner.optimizers`` that step on it."""
+    soft_updates: tuple[tuple[str, str], ...] = ()
+    """(target, source) module names Polyak-averaged after the step, at ``Learner.polyak``."""
+
+
+class Learner(abc.ABC):
+    """An algorithm written as phases (:class:`Phase`), which gives it :class:`Algorithm`.
+
+    A subclass builds its networks and optimizers, and states:
+
+    * ``modules()``: every network by name (trained ones and targets);
+    * ``optimizers``: name -> optimizer; ``schedules``: name -> learning-rate schedule of the
+      optimizer of the same name (stepped after it);
+    * ``draw(batch)``: the noise one update needs, drawn from the learner's generator in a fixed
+      order (none by default);
+    * ``phases(step)``: the phases of update number ``step`` (1, 2, ...), or, for ``step=None``,
+      those whose losses validation reports.
+
+    ``update`` then runs the phases in order, ``losses`` evaluates them without a step and
+    without moving the generator, and an ensemble of learners of one class runs the same
+    phases for all its members at once.
+    """
+
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedules: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
+    generator: torch.Generator
+    polyak: float = 0.0
+    steps: int = 0
+    """Updates taken so far."""
+
+    @abc.abstractmethod
+    def modules(self) -> dict[str, nn.Module]:
+        """Every network by name."""
+
+    @abc.abstractmethod
+    def phases(self, step: int | None) -> list[Phase]:
+        """The phases of update ``step``, or for ``None`` those validation evaluates."""
+
+    def draw(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The noise of one update (nothing by default)."""
+        return {}
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        noise = self.draw(batch)
+        self.steps += 1
+        modules = self.modules()
+        logged: dict[str, torch.Tensor] = {}
+        for phase in self.phases(self.steps):
+            terms = phase.terms(batch, noise)
+            total = terms[phase.minimise[0]]
+            for name in phase.minimise[1:]:
+                total = total + terms[name]
+            for name in phase.optimizers:
+                self.optimizers[name].zero_grad(set_to_none=True)
+            total.backward()
+            for name in phase.optimizers:
+                self.optimizers[name].step()
+                if name in self.schedules:
+                    self.schedules[name].step()
+            for target, source in phase.soft_updates:
+                soft_update(modules[target], modules[source], self.polyak)
+            logged.update(terms)
+        return scalars(logged)
+
+    @torch.no_grad()
+    def losses(self, batch: Batch) -> dict[str, float]:
+        state = self.generator.get_state()
+        try:  # validation must not move the training noise
+            noise = self.draw(batch)
+            logged: dict[str, torch.Tensor] = {}
+            for phase in self.phases(None):
+                logged.update(phase.terms(batch, noise))
+            return scalars(logged)
+        finally:
+            self.generator.set_state(state)
 
 
 def mlp(
@@ -118,11 +212,13 @@ class EnsembleLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(members, in_features, out_features))
         self.bias = nn.Parameter(torch.empty(members, 1, out_features))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        """With ``frozen``, no gradient reaches the weights (it still reaches ``x``)."""
+        weight, bias = (self.weight.detach(), self.bias.detach()) if frozen else (self.weight, self.bias)
         if self.full_precision:
             with torch.autocast(x.device.type, enabled=False):
-                return torch.baddbmm(self.bias, x.float(), self.weight)
-        return torch.baddbmm(self.bias, x, self.weight)
+                return torch.baddbmm(bias, x.float(), weight)
+        return torch.baddbmm(bias, x, weight)
 
 
 class CriticEnsemble(nn.Module):
@@ -141,10 +237,12 @@ class CriticEnsemble(nn.Module):
             for a, b in zip(sizes[:-1], sizes[1:])
         )
 
-    def forward(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def forward(self, observations: torch.Tensor, actions: torch.Tensor,
+                frozen: bool = False) -> torch.Tensor:
+        """With ``frozen``, Q is differentiable in the inputs only (an actor's loss)."""
         x = torch.cat([observations, actions], dim=-1).expand(self.members, -1, -1)
         for i, layer in enumerate(self.layers):
-            x = layer(x)
+            x = layer(x, frozen)
             if i < len(self.layers) - 1:
                 x = torch.relu(x)
         return x

@@ -44,10 +44,10 @@ from torch.nn import functional as F
 from echelon.agents.common import (
     Batch,
     CriticEnsemble,
+    Learner,
+    Phase,
     init_parameters,
     mlp,
-    scalars,
-    soft_update,
 )
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # SAC's clamp of the actor's log-std (Haarnoja et al., 2018)
@@ -171,11 +171,19 @@ class TanhGaussianActor(nn.Module):
         Returns:
             Actions (B, A) or (B, N, A) in (-1, 1), and log-densities (B,) or (B, N).
         """
+        shape = ((observations.shape[0], self.action_dim) if samples is None
+                 else (observations.shape[0], samples, self.action_dim))
+        noise = torch.randn(shape, generator=generator, device=observations.device)
+        return self.sample_with(observations, noise)
+
+    def sample_with(self, observations: torch.Tensor,
+                    noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`sample` with standard normal noise given: (B, A) for one action per state,
+        (B, N, A) for N each."""
         mean, log_std = self(observations)
-        if samples is not None:
-            shape = (mean.shape[0], samples, self.action_dim)
+        if noise.dim() == 3:
+            shape = noise.shape
             mean, log_std = mean.unsqueeze(1).expand(shape), log_std.unsqueeze(1).expand(shape)
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         pre_tanh = mean + log_std.exp() * noise
         return torch.tanh(pre_tanh), squashed_gaussian_log_prob(pre_tanh, mean, log_std)
 
@@ -191,7 +199,7 @@ class LogScalar(nn.Module):
         return self.log_value.exp()
 
 
-class CQL:
+class CQL(Learner):
     """The CQL(H) learner: ``update(batch)`` takes the entropy, actor, critic and multiplier steps.
 
     The losses touch disjoint parameters (the actor's Q is read through frozen critics; targets,
@@ -232,6 +240,8 @@ class CQL:
             groups.append({"params": self.lagrange.parameters(),
                            "lr": config.lagrange_learning_rate})
         self.optimizer = torch.optim.Adam(groups)
+        self.optimizers = {"adam": self.optimizer}
+        self.polyak = config.polyak
 
     def modules(self) -> dict[str, nn.Module]:
         modules = {"actor": self.actor, "critic": self.critic, "target": self.target,
@@ -240,35 +250,41 @@ class CQL:
             modules["lagrange"] = self.lagrange
         return modules
 
-    def _frozen_q(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """(B,) min_j Q_j(s, a), differentiable in the actions only."""
-        self.critic.requires_grad_(False)
-        try:
-            return self.critic(observations, actions).min(dim=0).values.squeeze(-1)
-        finally:
-            self.critic.requires_grad_(True)
+    def draw(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The standard normal and uniform noise of one update, in the order it is used."""
+        g, obs = self.generator, batch.observations
+        size, samples, dim = obs.shape[0], self.config.action_samples, self.action_dim
 
-    def _terms(self, batch: Batch) -> dict[str, torch.Tensor]:
-        c, g = self.config, self.generator
+        def normal(*shape: int) -> torch.Tensor:
+            return torch.randn(shape, generator=g, device=obs.device)
+
+        actor, following_one = normal(size, dim), normal(size, dim)
+        uniform = torch.rand((size, samples, dim), generator=g, device=obs.device)
+        return {"actor": actor, "next": following_one, "uniform": uniform,
+                "current": normal(size, samples, dim), "following": normal(size, samples, dim)}
+
+    def _terms(self, batch: Batch, noise: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        c = self.config
         obs, next_obs = batch.observations, batch.next_observations
         size, samples, dim = obs.shape[0], c.action_samples, self.action_dim
 
-        # SAC's actor and entropy steps.
-        action, log_pi = self.actor.sample(obs, g)
+        # SAC's actor and entropy steps; the actor's Q is read through frozen critics.
+        action, log_pi = self.actor.sample_with(obs, noise["actor"])
         alpha_h = self.entropy_alpha()
-        actor_loss = (alpha_h.detach() * log_pi - self._frozen_q(obs, action)).mean()
+        frozen_q = self.critic(obs, action, frozen=True).min(dim=0).values.squeeze(-1)
+        actor_loss = (alpha_h.detach() * log_pi - frozen_q).mean()
         terms = {"actor_loss": actor_loss}
         if c.auto_entropy:
             terms["entropy_loss"] = -(self.entropy_alpha.log_value * (log_pi.detach() - dim)).mean()
 
         with torch.no_grad():
-            next_action, _ = self.actor.sample(next_obs, g)
+            next_action, _ = self.actor.sample_with(next_obs, noise["next"])
             next_q = self.target(next_obs, next_action).min(dim=0).values
             target = batch.rewards + c.gamma * (1.0 - batch.terminations) * next_q
             # The proposals of the importance-sampled log-sum-exp, all scored at s.
-            uniform = torch.rand((size, samples, dim), generator=g, device=obs.device) * 2.0 - 1.0
-            current, current_log_pi = self.actor.sample(obs, g, samples)
-            following, following_log_pi = self.actor.sample(next_obs, g, samples)
+            uniform = noise["uniform"] * 2.0 - 1.0
+            current, current_log_pi = self.actor.sample_with(obs, noise["current"])
+            following, following_log_pi = self.actor.sample_with(next_obs, noise["following"])
             sampled = torch.cat([uniform, current, following], dim=1)  # (B, 3N, A)
             log_density = torch.cat(
                 [torch.full((size, samples), -dim * math.log(2.0), device=obs.device),
@@ -292,25 +308,11 @@ class CQL:
         terms["entropy_alpha"] = alpha_h
         return terms
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        terms = self._terms(batch)
-        total = terms["actor_loss"] + terms["critic_loss"]
-        for name in ("entropy_loss", "lagrange_loss"):
-            if name in terms:
-                total = total + terms[name]
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
-        soft_update(self.target, self.critic, self.config.polyak)
-        return scalars(terms)
-
-    @torch.no_grad()
-    def losses(self, batch: Batch) -> dict[str, float]:
-        state = self.generator.get_state()  # validation must not move the training samples
-        try:
-            return scalars(self._terms(batch))
-        finally:
-            self.generator.set_state(state)
+    def phases(self, step: int | None) -> list[Phase]:
+        # The losses touch disjoint parameters: one backward pass of their sum, one Adam step.
+        minimise = ("actor_loss", "critic_loss", *(("entropy_loss",) if self.config.auto_entropy else ()),
+                    *(("lagrange_loss",) if self.lagrange is not None else ()))
+        return [Phase(self._terms, minimise, ("adam",), (("target", "critic"),))]
 
     @torch.no_grad()
     def act(self, observations: torch.Tensor) -> torch.Tensor:

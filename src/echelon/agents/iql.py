@@ -25,12 +25,12 @@ from torch import nn
 from echelon.agents.common import (
     Batch,
     CriticEnsemble,
+    Learner,
+    Phase,
     actor_factor,
     constant_factor,
     init_parameters,
     mlp,
-    scalars,
-    soft_update,
 )
 
 EXP_ADVANTAGE_MAX = 100.0  # the AWR weight is clipped here, as in the IQL paper's code
@@ -92,7 +92,7 @@ class GaussianActor(nn.Module):
         return (-0.5 * z.square() - log_std - 0.5 * math.log(2.0 * math.pi)).sum(dim=-1)
 
 
-class IQL:
+class IQL(Learner):
     """The IQL learner: ``update(batch)`` takes the value, critic and actor steps together.
 
     The three losses touch disjoint networks (the critic targets, the value target and the
@@ -112,6 +112,7 @@ class IQL:
     def __init__(self, obs_dim: int, action_dim: int, config: IQLConfig, total_steps: int,
                  generator: torch.Generator, device: torch.device | str = "cpu") -> None:
         self.config = config
+        self.generator = generator  # seeds the weights; nothing else is drawn
         hidden = config.hidden
         self.critic = CriticEnsemble(obs_dim, action_dim, hidden, members=2)
         self.value = mlp(obs_dim, hidden, 1)
@@ -132,12 +133,15 @@ class IQL:
         self.actor_schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, [constant_factor, constant_factor, actor_factor(config.actor_lr_schedule, total_steps)]
         )
+        self.optimizers = {"adam": self.optimizer}
+        self.schedules = {"adam": self.actor_schedule}
+        self.polyak = config.polyak
 
     def modules(self) -> dict[str, nn.Module]:
         return {"critic": self.critic, "target": self.target, "value": self.value,
                 "actor": self.actor}
 
-    def _terms(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def _terms(self, batch: Batch, noise: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             target_q = self.target(batch.observations, batch.actions).min(dim=0).values
             next_v = self.value(batch.next_observations)
@@ -149,21 +153,13 @@ class IQL:
         critic_loss = (q - target).square().mean(dim=(1, 2)).sum() / 2.0
         weights = advantage_weights(advantage.detach(), self.config.temperature).squeeze(-1)
         actor_loss = -(weights * self.actor.log_prob(batch.observations, batch.actions)).mean()
-        return {"value_loss": value_loss, "critic_loss": critic_loss, "actor_loss": actor_loss}, advantage
+        return {"value_loss": value_loss, "critic_loss": critic_loss, "actor_loss": actor_loss,
+                "mean_advantage": advantage.detach().mean()}
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        losses, advantage = self._terms(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        (losses["value_loss"] + losses["critic_loss"] + losses["actor_loss"]).backward()
-        self.optimizer.step()
-        self.actor_schedule.step()
-        soft_update(self.target, self.critic, self.config.polyak)
-        return {**scalars(losses), "mean_advantage": float(advantage.detach().mean())}
-
-    @torch.no_grad()
-    def losses(self, batch: Batch) -> dict[str, float]:
-        losses, advantage = self._terms(batch)
-        return {**scalars(losses), "mean_advantage": float(advantage.mean())}
+    def phases(self, step: int | None) -> list[Phase]:
+        # The three losses touch disjoint networks: one backward pass of their sum, one step.
+        return [Phase(self._terms, ("value_loss", "critic_loss", "actor_loss"), ("adam",),
+                      (("target", "critic"),))]
 
     @torch.no_grad()
     def act(self, observations: torch.Tensor) -> torch.Tensor:

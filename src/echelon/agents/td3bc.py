@@ -25,9 +25,9 @@ from echelon.agents.common import (
     Batch,
     Critic,
     DeterministicActor,
+    Learner,
+    Phase,
     init_parameters,
-    scalars,
-    soft_update,
 )
 
 
@@ -61,13 +61,14 @@ class TD3BCConfig:
             raise ValueError("td3bc.policy_delay must be >= 1, polyak in (0, 1], gamma in [0, 1]")
 
 
-class TD3BC:
+class TD3BC(Learner):
     """The TD3+BC learner; with ``bc_weight = 0``, plain TD3."""
 
     def __init__(self, obs_dim: int, action_dim: int, config: TD3BCConfig, total_steps: int,
                  generator: torch.Generator, device: torch.device | str = "cpu") -> None:
         self.config = config
         self.generator = generator
+        self.polyak = config.polyak
         self.actor = DeterministicActor(obs_dim, action_dim, config.hidden)
         self.critic1 = Critic(obs_dim, action_dim, config.hidden)
         self.critic2 = Critic(obs_dim, action_dim, config.hidden)
@@ -81,59 +82,47 @@ class TD3BC:
         self.critic_optimizer = torch.optim.Adam(
             [*self.critic1.parameters(), *self.critic2.parameters()], lr=config.learning_rate
         )
+        self.optimizers = {"actor": self.actor_optimizer, "critic": self.critic_optimizer}
         self.steps = 0
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"actor": self.actor, "critic1": self.critic1, "critic2": self.critic2,
                 "actor_target": self.actor_target, "target1": self.target1, "target2": self.target2}
 
-    def _critic_loss(self, batch: Batch) -> torch.Tensor:
+    def draw(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The target-policy smoothing noise, unclipped and unscaled."""
+        return {"smoothing": torch.randn(batch.actions.shape, generator=self.generator,
+                                         device=batch.actions.device)}
+
+    def _critic_terms(self, batch: Batch, noise: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         c = self.config
         with torch.no_grad():
-            noise = torch.randn(batch.actions.shape, generator=self.generator,
-                                device=batch.actions.device) * c.policy_noise
+            smoothing = noise["smoothing"] * c.policy_noise
             next_action = (self.actor_target(batch.next_observations)
-                           + noise.clamp(-c.noise_clip, c.noise_clip)).clamp(-1.0, 1.0)
+                           + smoothing.clamp(-c.noise_clip, c.noise_clip)).clamp(-1.0, 1.0)
             next_q = torch.minimum(self.target1(batch.next_observations, next_action),
                                    self.target2(batch.next_observations, next_action))
             target = batch.rewards + c.gamma * (1.0 - batch.terminations) * next_q
         q1 = self.critic1(batch.observations, batch.actions)
         q2 = self.critic2(batch.observations, batch.actions)
-        return (q1 - target).square().mean() + (q2 - target).square().mean()
+        return {"critic_loss": (q1 - target).square().mean() + (q2 - target).square().mean()}
 
-    def _actor_loss(self, batch: Batch) -> torch.Tensor:
+    def _actor_terms(self, batch: Batch, noise: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         action = self.actor(batch.observations)
         q = self.critic1(batch.observations, action)
         scale = self.config.alpha / q.abs().mean().detach().clamp(min=1e-6)
         bc = (action - batch.actions).square().sum(dim=-1).mean()
-        return -scale * q.mean() + self.config.bc_weight * bc
+        return {"actor_loss": -scale * q.mean() + self.config.bc_weight * bc}
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        critic_loss = self._critic_loss(batch)
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_optimizer.step()
-        self.steps += 1
-        losses = {"critic_loss": critic_loss}
-        if self.steps % self.config.policy_delay == 0:
-            actor_loss = self._actor_loss(batch)
-            self.actor_optimizer.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            self.actor_optimizer.step()
-            soft_update(self.actor_target, self.actor, self.config.polyak)
-            soft_update(self.target1, self.critic1, self.config.polyak)
-            soft_update(self.target2, self.critic2, self.config.polyak)
-            losses["actor_loss"] = actor_loss
-        return scalars(losses)
-
-    @torch.no_grad()
-    def losses(self, batch: Batch) -> dict[str, float]:
-        state = self.generator.get_state()  # validation must not move the training noise
-        try:
-            return scalars({"critic_loss": self._critic_loss(batch),
-                            "actor_loss": self._actor_loss(batch)})
-        finally:
-            self.generator.set_state(state)
+    def phases(self, step: int | None) -> list[Phase]:
+        phases = [Phase(self._critic_terms, ("critic_loss",), ("critic",))]
+        # The actor and the targets follow every policy_delay critic steps (and validation
+        # reports both losses).
+        if step is None or step % self.config.policy_delay == 0:
+            phases.append(Phase(self._actor_terms, ("actor_loss",), ("actor",),
+                                (("actor_target", "actor"), ("target1", "critic1"),
+                                 ("target2", "critic2"))))
+        return phases
 
     @torch.no_grad()
     def act(self, observations: torch.Tensor) -> torch.Tensor:
