@@ -1,7 +1,9 @@
-"""Training throughput: echelon's IQL against d3rlpy 2.8.1's IQL on the same dataset, in one run.
+"""Training throughput: echelon's IQL against d3rlpy 2.8.1's IQL on the same dataset, in one run,
+and seeds trained together as ensembles against the same seeds trained one after another.
 
     .venv/bin/python benchmarks/bench_train.py            # builds .d3rlpy-venv on first use
     .venv/bin/python benchmarks/bench_train.py --no-d3rlpy
+    .venv/bin/python benchmarks/bench_train.py --parts ensembles
 
 Both train IQL with the paper's settings (gamma 0.99, tau 0.7, beta 1.0, learning rate 3e-6,
 batch 512) on the paper's dataset (``echelon collect --preset paper``), with two hidden layers of
@@ -10,6 +12,15 @@ whole epochs of ``train`` for echelon (batching included) and over ``fit`` for d
 sampling included); the paper preset's time (100 epochs) is projected from the 1024-unit rate.
 d3rlpy runs in its own virtual environment (scripts/d3rlpy/make_venv.sh) because it pins its
 own Gymnasium.
+
+The ensembles part trains K = 1, 5 and 10 seeds of one variant with ``train_ensemble`` for three
+epochs on 500 episodes of the paper's dataset and reports agent-steps per second of the last
+two (member gradient steps over their wall time, each member's validation and checkpoint
+included; the first epoch and the set-up are left out as one-time costs). Its peer is K sequential runs,
+whose agent-steps per second are those of one run alone (K = 1, measured in the same run): K
+runs one after another take K times as long for K times the steps. Measured for IQL with the
+paper's settings (batch 512) at hidden 256 and 1024, and for IQL and BC as the quick preset
+trains them (hidden 256, batch 256).
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ import torch
 
 from echelon import pipeline
 from echelon.agents import train
+from echelon.agents.trainer import train_ensemble
 from echelon.agents.presets import agent_preset
 from echelon.data import save
 
@@ -54,15 +66,74 @@ def d3rlpy_rate(dataset_path: Path, hidden: int, steps: int) -> float:
     return json.loads(out.stdout.strip().splitlines()[-1])["d3rlpy_steps_per_second"]
 
 
+ENSEMBLE_CASES = (  # (label, algorithm, agent preset, hidden)
+    ("iql paper settings, hidden 256", "iql", "paper", 256),
+    ("iql paper settings, hidden 1024", "iql", "paper", 1024),
+    ("iql quick preset (hidden 256, batch 256)", "iql", "quick", 256),
+    ("bc quick preset (hidden 256, batch 256)", "bc", "quick", 256),
+)
+
+
+def ensemble_rate(data, algorithm: str, preset: str, hidden: int, members: int) -> float:
+    """Agent-steps per second of ``members`` seeds trained together, over epochs 2 and 3."""
+    algo, config = agent_preset(algorithm, preset, epochs=3, device="cpu")
+    algo = dataclasses.replace(algo, hidden=(hidden, hidden))
+    configs = [dataclasses.replace(config, seed=seed) for seed in range(members)]
+    with tempfile.TemporaryDirectory() as out:
+        results = train_ensemble(data, algorithm, algo, configs,
+                                 [Path(out) / f"s{seed}" for seed in range(members)])
+    first, _, last = results[0].metrics
+    steps = last["step"] - first["step"]
+    return members * steps / (last["seconds"] - first["seconds"])
+
+
+def ensembles(figures: dict) -> None:
+    run = pipeline.resolve("paper", ["collect.episodes=500"])
+    data = pipeline.collect_stage(run, pipeline.search_stage(run))
+    for label, algorithm, preset, hidden in ENSEMBLE_CASES:
+        rates = {k: ensemble_rate(data, algorithm, preset, hidden, k) for k in (1, 5, 10)}
+        figures["ensembles"][label] = {
+            "agent_steps_per_second": rates,
+            "speedup_vs_sequential": {k: rates[k] / rates[1] for k in rates},
+        }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-d3rlpy", action="store_true", help="skip the peer")
+    parser.add_argument("--parts", default="peer,ensembles",
+                        help="comma-separated: peer (against d3rlpy), ensembles (default: both)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    if not parts or parts - {"peer", "ensembles"}:
+        parser.error(f"--parts takes peer and ensembles, got {args.parts!r}")
 
+    figures: dict = {"threads": torch.get_num_threads(), "ensembles": {}}
+    if "ensembles" in parts:
+        ensembles(figures)
+        if "peer" not in parts:
+            return _print(figures, args.json)
     run = pipeline.resolve("paper")
     data = pipeline.collect_stage(run, pipeline.search_stage(run))
-    figures: dict[str, float | None] = {"threads": torch.get_num_threads()}
+    return _peer(data, figures, args)
+
+
+def _print(figures: dict, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(figures))
+        return 0
+    if figures["ensembles"]:
+        print(f"agent-steps per second, K seeds as one ensemble against K sequential runs, "
+              f"{figures['threads']} CPU threads")
+        for label, row in figures["ensembles"].items():
+            rates, speedups = row["agent_steps_per_second"], row["speedup_vs_sequential"]
+            shown = "  ".join(f"K={k}: {rates[k]:7.1f} ({speedups[k]:.2f}x)" for k in rates)
+            print(f"  {label}: {shown}")
+    return 0
+
+
+def _peer(data, figures: dict, args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = save(data, Path(tmp) / "dataset.h5")
         for hidden, epochs in ((256, 2), (1024, 1)):
@@ -80,8 +151,8 @@ def main() -> int:
         figures["paper_steps"] / figures["echelon_h1024_bfloat16"] / 60
     )
     if args.json:
-        print(json.dumps(figures))
-        return 0
+        return _print(figures, True)
+    _print(figures, False)
     print(f"IQL gradient steps per second, batch 512, {figures['threads']} CPU threads")
     for hidden in (256, 1024):
         ours, peer = figures[f"echelon_h{hidden}"], figures[f"d3rlpy_h{hidden}"]

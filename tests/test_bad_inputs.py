@@ -24,6 +24,7 @@ import pytest
 import torch
 
 from echelon import cli, pipeline
+from echelon.agents import load_checkpoint
 from echelon.data import export_log, load
 
 COLLECT = ["--set", "collect.episodes=20", "--set", "search.top_k=2"]
@@ -232,6 +233,16 @@ CASES = [
     ("train-exists", ["train", "bc", "--dataset", "{ws}/dataset.h5", "--out", "{ws}/agent", "--epochs", "1"], r"checkpoint\.pt exists"),
     ("train-epochs", ["train", "bc", "--dataset", "{ws}/dataset.h5", "--epochs", "0"], r"--epochs.*integer >= 1"),
     ("train-algorithm", ["train", "nope", "--dataset", "{ws}/dataset.h5"], r"invalid choice"),
+    ("train-seeds-repeated", ["train", "bc", "--dataset", "{ws}/dataset.h5", "--seeds", "0", "0",
+                              "--out", "{ws}/t"], r"--seeds must be distinct, got \[0, 0\]"),
+    ("train-ensemble", ["train", "bc", "--dataset", "{ws}/dataset.h5", "--seeds", "0", "1",
+                        "--ensemble", "-1"], r"--ensemble.*integer >= 0"),
+    ("train-executor", ["train", "bc", "--dataset", "{ws}/dataset.h5", "--executor", "spark"],
+     r"invalid choice: 'spark'"),
+    ("train-address-local", ["train", "bc", "--dataset", "{ws}/dataset.h5", "--address", "10.0.0.1:6379",
+                             "--out", "{ws}/t"], r"address \(10\.0\.0\.1:6379\) is for the ray executor"),
+    ("train-ray-exists", ["train", "bc", "--dataset", "{ws}/dataset.h5", "--out", "{ws}/agent",
+                          "--executor", "ray"], r"checkpoint\.pt exists; pass --resume"),
     # evaluate
     ("evaluate-agent-missing", ["evaluate", "--agent", "{ws}/none", "--episodes", "5"], r"none.*no such checkpoint"),
     ("evaluate-agent-text", ["evaluate", "--agent", "{ws}/notes.txt", "--episodes", "5"], r"notes\.txt: not a readable checkpoint"),
@@ -286,6 +297,14 @@ CASES = [
     ("reproduce-out-foreign", ["reproduce", "--preset", "quick", *RUN, "--out", "{ws}/other", "--force"],
      r"not an echelon run folder"),
     ("reproduce-algorithm", ["reproduce", "--set", 'train.algorithms=["nope"]', "--out", "{ws}/r2"], r"unknown \['nope'\]"),
+    ("reproduce-ensemble", ["reproduce", "--set", "train.ensemble=-1", "--out", "{ws}/r2"],
+     r"train\.ensemble must be auto or an integer >= 0 .*got -1"),
+    ("reproduce-resources", ["reproduce", "--set", "train.resources.cpus=0", "--out", "{ws}/r2"],
+     r"train\.resources\.cpus must be a number > 0, got 0"),
+    ("reproduce-resources-key", ["reproduce", "--set", "train.resources.cpu=1", "--out", "{ws}/r2"],
+     r"unknown keys in train\.resources: \['cpu'\]"),
+    ("reproduce-address-local", ["reproduce", *RUN, "--address", "10.0.0.1:6379", "--out", "{ws}/r2"],
+     r"is for the ray executor"),
     ("reproduce-sweep-word", ["reproduce", "--sweep", "iql.tau=abc", "--out", "{ws}/r2"], r"expectile must be a number, got 'abc'"),
     ("reproduce-algo-field-word", ["reproduce", "--set", "train.iql.expectile=abc", "--out", "{ws}/r2"],
      r"train\.iql\.expectile must be a number"),
@@ -331,6 +350,37 @@ def test_rerun_with_the_same_settings_changes_no_result(workspace, capsys):
     assert "report.md" in capsys.readouterr().out
     after = {k: v for k, v in _snapshot(run).items() if not k.endswith((".md", ".png"))}
     assert after == results
+
+
+def test_changed_execution_settings_rerun_nothing(workspace, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(workspace / "run", run)
+    results = {k: v for k, v in _snapshot(run).items()
+               if not k.endswith((".md", ".png")) and k != "config.toml"}
+    argv = ["reproduce", "--preset", "quick", *RUN, "--set", "train.resources.cpus=2",
+            "--set", "train.ensemble=1", "--out", str(run)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "execution settings changed (train.ensemble: \"auto\" there, 1 now; train.resources.cpus: " \
+           "1.0 there, 2.0 now)" in out
+    assert "done earlier, skipped" in out
+    after = {k: v for k, v in _snapshot(run).items()
+             if not k.endswith((".md", ".png")) and k != "config.toml"}
+    assert after == results
+    assert "cpus = 2.0" in (run / "config.toml").read_text()
+
+
+def test_train_several_seeds_into_one_folder_each(workspace, tmp_path, capsys):
+    argv = ["train", "bc", "--dataset", str(workspace / "dataset.h5"), "--preset", "quick",
+            "--epochs", "1", "--seeds", "3", "5", "--out", str(tmp_path / "agents"), "--json"]
+    assert cli.main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [row["seed"] for row in report] == [3, 5]
+    for seed in (3, 5):
+        checkpoint = tmp_path / "agents" / f"bc-s{seed}" / "checkpoint.pt"
+        assert load_checkpoint(checkpoint)["train_config"]["seed"] == seed
+    assert [Path(row["checkpoint"]) for row in report] == [
+        tmp_path / "agents" / f"bc-s{seed}" / "checkpoint.pt" for seed in (3, 5)]
 
 
 def test_force_moves_the_replaced_results_aside(workspace, tmp_path, capsys):

@@ -11,6 +11,7 @@ from echelon import pipeline
 TINY = [
     "collect.episodes=40",
     "train.epochs=1",
+    "train.seeds=[0, 1]",
     'train.sweep=["iql.expectile=0.5"]',
     "evaluate.episodes=30",
     "evaluate.paper_episodes=20",

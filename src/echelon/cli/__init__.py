@@ -46,6 +46,10 @@ def _positive_int(text: str) -> int:
     return _integer_in(1, None, text)
 
 
+def _non_negative_int(text: str) -> int:
+    return _integer_in(0, None, text)
+
+
 def _seed(text: str) -> int:
     from echelon.pipeline import MAX_TRAIN_SEED
 
@@ -104,6 +108,16 @@ def _preset_options(default: str):
         parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                             help="override any preset field, e.g. --set train.seeds=[0,1,2]")
     return add
+
+
+def _executor_options(parser: argparse.ArgumentParser) -> None:
+    from echelon.run.executor import EXECUTORS
+
+    parser.add_argument("--executor", choices=tuple(EXECUTORS), default="local",
+                        help="where training runs: local (this process) or ray (a Ray cluster; "
+                        "pip install 'echelon[ray]') (default: local)")
+    parser.add_argument("--address", help="with --executor ray: the cluster to join (default: "
+                        "RAY_ADDRESS, else a local Ray instance sized to this machine)")
 
 
 def _overwrite_option(what: str):
@@ -215,12 +229,21 @@ def build_parser() -> argparse.ArgumentParser:
     neural.add_argument("--resume", action="store_true",
                         help="continue an interrupted training in --out")
 
-    train = command("train", _cmd_train, "train an offline RL agent on a dataset file", seed, json_)
+    executor = _options(_executor_options)
+    train = command("train", _cmd_train, "train an offline RL agent on a dataset file", seed, json_,
+                    executor)
     train.add_argument("algorithm", choices=tuple(ALGORITHMS))
     train.add_argument("--dataset", required=True, help="an echelon dataset file (.h5)")
     train.add_argument("--preset", choices=tuple(AGENT_PRESETS), default="default")
     train.add_argument("--epochs", type=_positive_int, help="override the preset's epochs")
-    train.add_argument("--out", help="run folder (default: <dataset folder>/agents/<algo>-s<seed>)")
+    train.add_argument("--seeds", type=_seed, nargs="+", metavar="SEED",
+                       help="train several seeds (instead of --seed), each into "
+                       "<out>/<algo>-s<seed>, as one ensemble (see --ensemble)")
+    train.add_argument("--ensemble", type=_non_negative_int, default=0, metavar="N",
+                       help="with --seeds: at most N seeds per ensemble, 1 for one at a time "
+                       "(default: 0, all together)")
+    train.add_argument("--out", help="run folder (default: <dataset folder>/agents/<algo>-s<seed>; "
+                       "with --seeds, the folder holding one per seed, default <dataset folder>/agents)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     train.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
@@ -228,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     reproduce = command("reproduce", _cmd_reproduce,
                         "the whole pipeline: search, dataset, training, evaluation, report",
-                        _options(_preset_options("quick")))
+                        _options(_preset_options("quick")), executor)
     reproduce.add_argument("--out", help="run folder (default: runs/<preset name>)")
     reproduce.add_argument("--sweep", action="append", metavar="ALGO.FIELD=V1,V2",
                            help="train extra variants, e.g. --sweep iql.tau=0.5,0.7,0.9")
@@ -290,12 +313,21 @@ def build_parser() -> argparse.ArgumentParser:
 DEBUG_ENV = "ECHELON_DEBUG"
 
 
+def _refusals() -> tuple[type, ...]:
+    """Failures that are no defect besides ValueError and ImportError: a task that failed for
+    good on an executor, and a training whose loss diverged (if the trainer was loaded at all)."""
+    from echelon.run.executor import ExecutorError
+
+    trainer = sys.modules.get("echelon.agents.trainer")
+    return (ExecutorError, *((trainer.TrainingDiverged,) if trainer is not None else ()))
+
+
 def _message(error: BaseException) -> str:
     """One line for a failure: what went wrong, naming the file, field or argument."""
     if isinstance(error, OSError) and not isinstance(error, BrokenPipeError):
         where = f"{error.filename}: " if error.filename else ""
         text = f"{where}{error.strerror or error}"
-    elif isinstance(error, (ValueError, ImportError)):
+    elif isinstance(error, (ValueError, ImportError, *_refusals())):
         text = str(error)
     elif isinstance(error, MemoryError):
         text = (f"out of memory ({error or 'no detail'}); reduce the sizes asked for (episodes, "

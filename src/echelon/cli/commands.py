@@ -330,33 +330,94 @@ def _cmd_optimum(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from echelon.agents import TrainingDiverged, train
+    from echelon.agents import TrainingDiverged
     from echelon.agents.presets import agent_preset
     from echelon.data import load
+    from echelon.run.executor import check_executor
 
-    overrides = {"seed": args.seed, "device": args.device, "precision": args.precision}
+    check_executor(args.executor, args.address)
+    seeds = list(args.seeds) if args.seeds else [args.seed]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds must be distinct, got {seeds}")
+    overrides = {"device": args.device, "precision": args.precision}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
-    algo_config, train_config = agent_preset(args.algorithm, args.preset, **overrides)
-    out = Path(args.out) if args.out else Path(args.dataset).parent / "agents" / f"{args.algorithm}-s{args.seed}"
-    check_output(out, folder=True, inputs=(args.dataset,))
+    configs = []
+    for seed in seeds:
+        algo_config, train_config = agent_preset(args.algorithm, args.preset, seed=seed, **overrides)
+        configs.append(train_config)
+    if args.seeds:
+        parent = Path(args.out) if args.out else Path(args.dataset).parent / "agents"
+        outs = [parent / f"{args.algorithm}-s{seed}" for seed in seeds]
+    else:
+        outs = [Path(args.out) if args.out
+                else Path(args.dataset).parent / "agents" / f"{args.algorithm}-s{args.seed}"]
+    for out in outs:
+        check_output(out, folder=True, inputs=(args.dataset,))
     data = load(args.dataset)
     try:
-        result = train(data, args.algorithm, algo_config, train_config, out, resume=args.resume,
-                       progress=not args.json)
+        results = _train_seeds(args, data, algo_config, configs, outs)
     except TrainingDiverged as error:
         print(f"echelon: error: {error}", file=sys.stderr)
         return 1
-    last = result.metrics[-1] if result.metrics else {}
     if args.json:
-        print(_dumps({"checkpoint": str(result.checkpoint), "seconds": result.seconds,
-                          "steps": result.steps, "last_epoch": last}))
-    else:
+        print(_dumps([{"seed": config.seed, "checkpoint": str(result.checkpoint),
+                       "seconds": result.seconds, "steps": result.steps,
+                       "last_epoch": result.metrics[-1] if result.metrics else {}}
+                      for config, result in zip(configs, results, strict=True)]
+                     if args.seeds else
+                     {"checkpoint": str(results[0].checkpoint), "seconds": results[0].seconds,
+                      "steps": results[0].steps,
+                      "last_epoch": results[0].metrics[-1] if results[0].metrics else {}}))
+        return 0
+    for config, result in zip(configs, results, strict=True):
+        last = result.metrics[-1] if result.metrics else {}
         losses = "  ".join(f"{k} {v:.4g}" for k, v in last.items() if k.endswith("_loss"))
-        print(f"trained {args.algorithm} ({args.preset} preset, seed {args.seed}) on {args.dataset}: "
+        print(f"trained {args.algorithm} ({args.preset} preset, seed {config.seed}) on {args.dataset}: "
               f"{result.steps:,} steps in {result.seconds:.1f} s\n  {losses}\n"
               f"  checkpoint: {result.checkpoint}\n  metrics: {result.checkpoint.parent / 'metrics.csv'}")
     return 0
+
+
+def _train_seeds(args: argparse.Namespace, data, algo_config, configs, outs):
+    """The seeds' trainings: in ensembles of ``--ensemble`` here, or as tasks of ``--executor``."""
+    from echelon.agents.trainer import TrainResult, load_checkpoint, train_ensemble
+    from echelon.run.executor import make_executor
+    from echelon.run.stages import train_group
+
+    size = args.ensemble or len(configs)
+    chunks = [range(i, min(i + size, len(configs))) for i in range(0, len(configs), size)]
+    if args.executor == "local":
+        results = []
+        for chunk in chunks:
+            results += train_ensemble(data, args.algorithm, algo_config, [configs[i] for i in chunk],
+                                      [outs[i] for i in chunk], resume=args.resume,
+                                      progress=not args.json)
+        return results
+    from echelon.agents.checkpoint import CHECKPOINT_NAME, CheckpointError
+    from echelon.run.executor import Task
+
+    for out in outs:  # the workers always resume; refuse here what the local trainer refuses
+        if (out / CHECKPOINT_NAME).exists() and not args.resume:
+            raise CheckpointError(f"{out / CHECKPOINT_NAME} exists; pass --resume to continue "
+                                  "that run, or choose another folder")
+    outs = [out.resolve() for out in outs]
+    runner = make_executor(args.executor, address=args.address, run_folder=outs[0].parent)
+    try:
+        tasks = [Task(f"{args.algorithm}-s{','.join(str(configs[i].seed) for i in chunk)}",
+                      train_group, (str(Path(args.dataset).resolve()), args.algorithm, algo_config,
+                                    [configs[i] for i in chunk], [str(outs[i]) for i in chunk]))
+                 for chunk in chunks]
+        timings = [t for result in runner.run(tasks, log=print if not args.json else _quiet)
+                   for t in result]
+    finally:
+        runner.close()
+    return [TrainResult(out / CHECKPOINT_NAME, load_checkpoint(out)["metrics"], seconds, steps)
+            for out, (steps, seconds) in zip(outs, timings, strict=True)]
+
+
+def _quiet(*args) -> None:
+    pass
 
 
 def _run_config(args: argparse.Namespace, preset: str):
@@ -376,7 +437,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     run = _run_config(args, args.preset)
     out = Path(args.out) if args.out else Path("runs") / run.name
     report = pipeline.reproduce(run, out, progress=not args.quiet, force=args.force,
-                                log=(lambda *a: None) if args.quiet else print)
+                                log=(lambda *a: None) if args.quiet else print,
+                                executor=args.executor, address=args.address)
     if args.quiet:
         print(report)
     return 0

@@ -48,8 +48,26 @@ class TrainStageConfig:
     """Per-algorithm settings over the preset's (TOML tables ``[train.iql]`` ...)."""
     sweep: tuple[str, ...] = ()
     """Extra variants, e.g. ``iql.expectile=0.5,0.7,0.9`` (one algorithm field per item)."""
+    ensemble: int | str = "auto"
+    """Seeds of one variant trained together as one ensemble (stacked weights, one process):
+    0 for all of them, n for at most n per ensemble, 1 for one seed at a time; ``auto`` trains
+    all seeds together except on a CPU for networks wider than 512 units, where the batched
+    products measured slower than one seed at a time (``benchmarks/bench_train.py``). Each
+    member ends with its seed's solo weights to float32 tolerance, so finished agents are
+    reused whatever the grouping they were trained in."""
+    resources: dict[str, float] = field(default_factory=lambda: {"cpus": 1.0, "gpus": 0.0})
+    """What each training task (one ensemble) asks of the executor: ``cpus`` > 0 and ``gpus``
+    >= 0 (fractions share a GPU). Only the ray executor reads it."""
 
     def __post_init__(self) -> None:
+        from echelon.run.executor import Resources
+
+        object.__setattr__(self, "resources", Resources.from_dict(dict(self.resources))._asdict())
+        ensemble = self.ensemble
+        if ensemble != "auto" and (isinstance(ensemble, bool) or not isinstance(ensemble, int)
+                                   or ensemble < 0):
+            raise ValueError(f"train.ensemble must be auto or an integer >= 0 (0: all seeds of a "
+                             f"variant together), got {ensemble!r}")
         object.__setattr__(self, "algorithms", tuple(self.algorithms))
         object.__setattr__(self, "seeds", tuple(self.seeds))
         object.__setattr__(self, "sweep", tuple(self.sweep))

@@ -70,11 +70,17 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return lines
 
 
+# Keys that say how a run is executed, not what it computes: a rerun that changes only these
+# reuses every result (an ensemble's members equal their solo trainings to float32 tolerance).
+EXECUTION_SETTINGS = ("train.resources.", "train.ensemble:")
+
+
 def open_run_folder(run: RunConfig, out: str | os.PathLike, *, force: bool = False,
                     log=print) -> RunFolder:
     """Checks the run folder before anything is written, then opens it.
 
-    A new or empty folder starts a run. A folder holding a run with the same resolved config
+    Keys that only say how the run executes (:data:`EXECUTION_SETTINGS`) do not count as other
+    settings. A new or empty folder starts a run. A folder holding a run with the same resolved config
     resumes it (finished stages are skipped). A folder holding a run with another config is
     refused, naming the differing keys, unless ``force``: then the stages whose inputs changed
     run again, and every result they would replace (the old ``config.toml`` and report
@@ -99,6 +105,12 @@ def open_run_folder(run: RunConfig, out: str | os.PathLike, *, force: bool = Fal
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
             raise RunFolderError(f"{config_file}: unreadable ({error}); choose another --out") from None
         differences = config_differences(old, tomllib.loads(text))
+        execution = [line for line in differences if line.startswith(EXECUTION_SETTINGS)]
+        differences = [line for line in differences if not line.startswith(EXECUTION_SETTINGS)]
+        if execution and not differences:
+            log(f"execution settings changed ({'; '.join(execution)}): no result depends on "
+                "them; config.toml records the new ones")
+            atomic_write_text(config_file, text)
         if differences and not force:
             shown = "; ".join(differences[:8]) + (f"; and {len(differences) - 8} more"
                                                   if len(differences) > 8 else "")

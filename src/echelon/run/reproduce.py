@@ -22,26 +22,42 @@ from typing import Any
 from echelon.policies.search import SearchResult
 from echelon.run import stages
 from echelon.run.config import RunConfig
+from echelon.run.executor import LazyExecutor, Resources, check_executor
 from echelon.run.folder import digest, open_run_folder, read_json, write_json
 
 
 
 def reproduce(
     run: RunConfig, out: str | os.PathLike, *, progress: bool = True, log=print,
-    force: bool = False,
+    force: bool = False, executor: str = "local", address: str | None = None,
 ) -> Path:
     """Runs every stage into ``out``, skipping those already done with the same inputs.
 
     Nothing is written before the whole configuration is valid; a folder holding a run with
     other settings is refused, or moved aside with ``force`` (see :func:`open_run_folder`).
 
+    Args:
+        run: The resolved configuration.
+        out: The run folder.
+        progress: Progress bars and lines.
+        log: Where the stages' lines go.
+        force: Rerun changed stages in a folder of another run (what they replace is kept).
+        executor: Where the training tasks run: ``local`` (this process) or ``ray``
+            (:mod:`echelon.run.executor`); the results are the same files either way.
+        address: The Ray cluster to join (default ``RAY_ADDRESS``, else a local instance).
+
     Returns:
         The path of ``report.md``.
 
     Raises:
         RunFolderError: If ``out`` holds another run (and not ``force``) or is no run folder.
+        ValueError: If the executor is unknown, or an address is given to the local one.
+        RayNotInstalled: If the ray executor is asked for without Ray installed.
+        ExecutorError: If a training task fails for good on the ray executor.
     """
     from echelon.data.dataset_file import load, save
+
+    check_executor(executor, address)
 
     variants = stages.agent_variants(run)  # validates every algorithm setting before any write
     stages.check_sizes(run)
@@ -86,27 +102,41 @@ def reproduce(
     baselines = folder.cached("tune", tune_digest, "baselines.json", run_tune_stage, write_json,
                               read_json, log)
 
+    # 5. the model-based route (its neural plans are tasks of the executor too)
+    model_digest = digest("model", collect_digest, run.model, run.evaluate.episodes)
+
+    def run_model_stage(runner, resources) -> dict[str, Any] | None:
+        header(5, "model-based route", f"fit {run.model.law} demand to the logs, plan in the model"
+               if run.model.enabled else "disabled")
+        if not run.model.enabled:
+            return None
+        return folder.cached("model", model_digest, "model.json",
+                              lambda: stages.model_stage(run, data, search, folder=folder,
+                                                         data_digest=collect_digest,
+                                                         progress=progress, executor=runner,
+                                                         resources=resources, log=log),
+                              write_json, read_json, log)
+
     # 4. train
     train_started = time.perf_counter()
     jobs = stages.train_jobs(variants, run.train.seeds, folder.path, collect_digest)
     header(4, "train", f"{len(jobs)} agents: {', '.join(v.name for v in variants)} x seeds "
                f"{list(run.train.seeds)} ({run.train.preset} preset)")
-    agents = stages.train_agents(data, jobs, folder, progress=progress, log=log)
+    # Started at its first task, so that a run with nothing left to train starts no cluster.
+    runner = LazyExecutor(executor, address=address,
+                          run_folder=folder.path.resolve() if executor != "local" else None)
+    resources = Resources(**run.train.resources)
+    try:
+        agents = stages.train_agents(data, jobs, folder, ensemble=run.train.ensemble,
+                                     executor=runner, resources=resources,
+                                     dataset_path=folder.path / "dataset.h5", progress=progress,
+                                     log=log)
+        log(f"  ({time.perf_counter() - train_started:.1f} s)")
+        model = run_model_stage(runner, resources)
+    finally:
+        runner.close()
+    models: dict[str, Any] = model["policies"] if model is not None else {}
     train_digest = digest("agents", [job.digest for job in jobs])
-    log(f"  ({time.perf_counter() - train_started:.1f} s)")
-
-    # 5. the model-based route
-    model_digest = digest("model", collect_digest, run.model, run.evaluate.episodes)
-    header(5, "model-based route", f"fit {run.model.law} demand to the logs, plan in the model"
-           if run.model.enabled else "disabled")
-    models: dict[str, Any] = {}
-    if run.model.enabled:
-        model = folder.cached("model", model_digest, "model.json",
-                              lambda: stages.model_stage(run, data, search, folder=folder,
-                                                         data_digest=collect_digest,
-                                                         progress=progress, log=log),
-                              write_json, read_json, log)
-        models = model["policies"]
 
     # 6. evaluate
     eval_digest = digest("evaluate", search_digest, tune_digest, train_digest, model_digest,

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,29 +182,55 @@ def train_jobs(variants: list[AgentVariant], seeds: tuple[int, ...], run_folder:
 
 
 def train_agents(data: OfflineDataset, jobs: list[TrainJob], folder: RunFolder, *,
-                 progress: bool = False, log=print) -> list[TrainedAgent]:
-    """The training stage: every job in turn, in this process.
+                 ensemble: int | str = "auto", executor: Any = None, resources: Any = None,
+                 dataset_path: Path | None = None, progress: bool = False,
+                 log=print) -> list[TrainedAgent]:
+    """The training stage: the jobs grouped into ensembles of one variant's seeds, each
+    group one task of the executor.
 
     A job whose folder holds a finished agent of the same inputs is skipped, and one holding a
     half-trained agent of the same inputs resumes from its last epoch; an agent of other inputs
-    is moved aside with the run folder's ``force`` and refused without.
+    is moved aside with the run folder's ``force`` and refused without. The remaining jobs of
+    each variant train together (:func:`echelon.agents.trainer.train_ensemble`), at most
+    ``ensemble`` seeds at a time (0: all of them), which gives each the weights it would have
+    alone to float32 tolerance.
+
+    Args:
+        data: The dataset (the local executor's tasks use it as it is).
+        jobs: From :func:`train_jobs`.
+        folder: The run folder.
+        ensemble: Seeds per ensemble; 0 for all seeds of a variant, 1 for one at a time,
+            ``auto`` for :func:`ensemble_size`.
+        executor: An :class:`echelon.run.executor.Executor`; None trains in this process.
+            Other executors' tasks read the dataset from ``dataset_path``.
+        resources: Each task's :class:`echelon.run.executor.Resources`.
+        dataset_path: The dataset file, as the executor's workers see it.
+        progress: Progress bars (in this process only).
+        log: Where the stage's lines go.
 
     Returns:
         The agents, in the order of ``jobs``.
 
     Raises:
         RunFolderError: If a job's folder holds an agent of other inputs (without ``force``).
+        ValueError: If ``ensemble`` is negative, or an executor other than local is given no
+            ``dataset_path``.
     """
-    from echelon.agents.trainer import CHECKPOINT_NAME, load_checkpoint, train
+    from echelon.agents.trainer import CHECKPOINT_NAME, load_checkpoint
+    from echelon.run.executor import LocalExecutor, Resources, Task
 
-    rates: dict[str, float] = {}  # measured steps per second of each algorithm, for estimates
-    planned = [_planned_steps(len(data), job.train_config) for job in jobs]
+    if ensemble != "auto" and (isinstance(ensemble, bool) or not isinstance(ensemble, int)
+                               or ensemble < 0):
+        raise ValueError(f"train.ensemble must be auto or an integer >= 0, got {ensemble!r}")
+    executor = executor if executor is not None else LocalExecutor()
+    local = executor.name == LocalExecutor.name
+    if not local and dataset_path is None:
+        raise ValueError("the dataset's path is needed by an executor other than local")
+    resources = resources if resources is not None else Resources()
+    planned = {job.folder: _planned_steps(len(data), job.train_config) for job in jobs}
+    todo: list[TrainJob] = []
     for index, job in enumerate(jobs):
         name, config, checkpoint = job.folder.name, job.train_config, job.folder / CHECKPOINT_NAME
-        known = [steps / rates[j.variant.algorithm]
-                 for j, steps in zip(jobs[index:], planned[index:]) if j.variant.algorithm in rates]
-        estimate = (f", about {minutes(sum(known))} left for the agents of algorithms timed so far"
-                    if known else "")
         stage_file = job.folder / "stage.json"
         resume = stage_digest(stage_file) == job.digest
         count = f"[{index + 1}/{len(jobs)}]"
@@ -212,14 +239,111 @@ def train_agents(data: OfflineDataset, jobs: list[TrainJob], folder: RunFolder, 
             continue
         if not resume and checkpoint.exists():  # trained with other inputs
             folder.clear(f"agent {name}", job.digest, f"agents/{name}", recorded="other inputs")
-        log(f"  {count} {name}: {planned[index]:,} steps"
-            f"{' (resuming)' if resume and checkpoint.exists() else ''}{estimate}")
+        if resume and checkpoint.exists():
+            log(f"  {count} {name}: resuming")
         write_json(stage_file, {"digest": job.digest})
-        result = train(data, job.variant.algorithm, job.variant.algo_config, config, job.folder,
-                       resume=resume, progress=progress)
-        if not resume:
-            rates[job.variant.algorithm] = result.steps / max(result.seconds, 1e-9)
+        todo.append(job)
+    groups = _groups(todo, ensemble)
+    tasks = [Task(_group_name(group), train_group,
+                  (data if local else str(Path(dataset_path).resolve()), group[0].variant.algorithm,
+                   group[0].variant.algo_config, [job.train_config for job in group],
+                   [str(job.folder if local else job.folder.resolve()) for job in group],
+                  progress and local),
+                  resources)
+             for group in groups]
+    if local:
+        # One task after another here, with a time estimate from the groups done so far.
+        rates: dict[tuple[str, int], float] = {}  # member-steps per second per algorithm and size
+        for index, (task, group) in enumerate(zip(tasks, groups, strict=True)):
+            left = [(sum(planned[j.folder] for j in g), (g[0].variant.algorithm, len(g)))
+                    for g in groups[index:]]
+            known = [steps / rates[key] for steps, key in left if key in rates]
+            estimate = (f", about {minutes(sum(known))} left for the groups timed so far"
+                        if known else "")
+            steps = sum(planned[j.folder] for j in group)
+            log(f"  {task.name}: {len(group)} x {planned[group[0].folder]:,} steps"
+                f"{' as one ensemble' if len(group) > 1 else ''}{estimate}")
+            results = executor.run([task], log=log)[0]
+            seconds = max(results[0][1], 1e-9)
+            rates[(group[0].variant.algorithm, len(group))] = steps / seconds
+    elif tasks:
+        log(f"  {len(tasks)} tasks on the {executor.name} executor "
+            f"({resources.cpus:g} CPUs, {resources.gpus:g} GPUs each): "
+            + ", ".join(task.name for task in tasks))
+        executor.run(tasks, log=log)
     return [job.agent for job in jobs]
+
+
+# On a CPU, ensembles of networks wider than this trained slower than their seeds one at a time
+# (benchmarks/bench_train.py: 0.7 to 1.0x at 1024 units, 1.2 to 1.5x at 256 on 2 cores).
+CPU_ENSEMBLE_MAX_WIDTH = 512
+
+
+def ensemble_size(variant: AgentVariant, ensemble: int | str) -> int:
+    """How many seeds of ``variant`` train together: ``ensemble`` itself (0: all), or for
+    ``auto``, all of them (0) unless on a CPU for networks wider than
+    :data:`CPU_ENSEMBLE_MAX_WIDTH`, then one at a time."""
+    if ensemble != "auto":
+        return ensemble
+    from echelon.agents.config import resolve_device
+
+    device = resolve_device(variant.train_config.device)
+    widest = max(getattr(variant.algo_config, "hidden", ()) or (0,))
+    return 1 if device.type == "cpu" and widest > CPU_ENSEMBLE_MAX_WIDTH else 0
+
+
+def _groups(jobs: list[TrainJob], ensemble: int | str) -> list[list[TrainJob]]:
+    """The jobs by variant, in order, in chunks of :func:`ensemble_size` (0: no limit)."""
+    by_variant: dict[str, list[TrainJob]] = {}
+    for job in jobs:
+        by_variant.setdefault(job.variant.name, []).append(job)
+    groups = []
+    for members in by_variant.values():
+        size = ensemble_size(members[0].variant, ensemble) or len(members)
+        groups += [members[i:i + size] for i in range(0, len(members), size)]
+    return groups
+
+
+def _group_name(group: list[TrainJob]) -> str:
+    seeds = [job.seed for job in group]
+    contiguous = len(seeds) > 2 and seeds == list(range(seeds[0], seeds[0] + len(seeds)))
+    shown = f"{seeds[0]}..{seeds[-1]}" if contiguous else ",".join(map(str, seeds))
+    return f"{group[0].variant.name}-s{shown}"
+
+
+def train_group(source: OfflineDataset | str, algorithm: str, algo_config: Any,
+                configs: list[Any], outs: list[str], progress: bool = False) -> list[tuple[int, float]]:
+    """One task of the training stage: an ensemble of one variant's seeds, resumed where its
+    members' folders hold checkpoints (the stage has checked that they are this run's).
+
+    Args:
+        source: The dataset, or the path of its file (read once per worker process).
+        algorithm, algo_config: The variant.
+        configs, outs: Each member's ``TrainConfig`` and folder.
+        progress: Progress bars.
+
+    Returns:
+        Each member's (steps, seconds).
+    """
+    from echelon.agents.trainer import train_ensemble
+
+    data = source if isinstance(source, OfflineDataset) else _dataset(source)
+    results = train_ensemble(data, algorithm, algo_config, configs, [Path(o) for o in outs],
+                             resume=True, progress=progress)
+    return [(result.steps, result.seconds) for result in results]
+
+
+def _dataset(path: str) -> OfflineDataset:
+    """The dataset file, read once per worker process while it stays unchanged."""
+    status = os.stat(path)
+    return _load_dataset(path, status.st_mtime_ns, status.st_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_dataset(path: str, modified: int, size: int) -> OfflineDataset:
+    from echelon.data.dataset_file import load
+
+    return load(path)
 
 
 def _planned_steps(transitions: int, config: Any) -> int:
@@ -255,7 +379,7 @@ def tune_baselines(run: RunConfig, *, progress: bool = False) -> dict[str, Any]:
 
 def model_stage(run: RunConfig, data: OfflineDataset, search: SearchResult, *,
                 folder: RunFolder | None = None, data_digest: str = "", progress: bool = False,
-                log=print) -> dict[str, Any]:
+                executor: Any = None, resources: Any = None, log=print) -> dict[str, Any]:
     """The model-based route: fit demand to the logs, plan in the fitted model.
 
     Plans use the run's training stream (they learn from the logs, as the agents do): the
@@ -266,6 +390,9 @@ def model_stage(run: RunConfig, data: OfflineDataset, search: SearchResult, *,
     ``misspecification``, two more logs are made with the same behaviour policies where the
     Poisson assumption fails (:mod:`echelon.models.misspecification`).
 
+    With an executor other than local, the neural policies still to train are its tasks (each
+    with ``resources``), all at once; their folders are the same.
+
     Returns:
         What ``model.json`` holds: the fits, the policy specs (a neural spec's weights are
         relative to the run folder), and the misspecification study.
@@ -275,6 +402,8 @@ def model_stage(run: RunConfig, data: OfflineDataset, search: SearchResult, *,
     """
     from echelon.models import compare_laws, fit_demand, fitted_chain, plan_time_aware, rolling_lp_spec
     from echelon.models.misspecification import misspecification_study
+    from echelon.models.neural import NETWORK_NAME
+    from echelon.run.executor import LocalExecutor, Task
 
     settings = run.model
     plan_seed, true_seed, rolling_seed, logs_seed, neural_seed = child_seeds(
@@ -299,12 +428,35 @@ def model_stage(run: RunConfig, data: OfflineDataset, search: SearchResult, *,
     worlds = [("fitted model", "fitted", model)]
     if settings.neural_reference:
         worlds.append(("true demand law", "true-law", run.chain))
-    for architecture in settings.neural:
-        for label, slug, chain in worlds:
-            policies[f"neural {architecture} ({label})"] = plan_neural(
-                folder, f"neural-{architecture}-{slug}", chain, architecture, settings,
-                int(neural_seed.generate_state(1)[0]), data_digest if slug == "fitted" else "",
-                progress=progress, log=log)
+    plans = [(f"neural {architecture} ({label})", f"neural-{architecture}-{slug}", chain,
+              architecture, data_digest if slug == "fitted" else "")
+             for architecture in settings.neural for label, slug, chain in worlds]
+    if plans and executor is not None and executor.name != LocalExecutor.name:
+        # Every plan still to train becomes one task; the finished ones are read back here.
+        pending = {}
+        for key, name, chain, architecture, fitted_to in plans:
+            prepared = prepare_neural(folder, name, chain, architecture, settings,
+                                      int(neural_seed.generate_state(1)[0]), fitted_to, log=log)
+            if isinstance(prepared, dict):
+                policies[key] = prepared
+            else:
+                pending[key] = prepared
+        if pending:
+            log(f"  {len(pending)} neural plans on the {executor.name} executor")
+            tasks = [Task(f"plan {job.name}", train_plan,
+                          (job.chain.to_dict(), job.settings, str(job.out.resolve())), resources)
+                     for job in pending.values()]
+            for (key, job), result in zip(pending.items(), executor.run(tasks, log=log), strict=True):
+                log(f"    {job.name}: validation profit {result['validation_profit']:.2f} (step "
+                    f"{result['best_step']}), {minutes(result['seconds'])}")
+                policies[key] = {**result["spec"], "weights": f"{job.relative}/{NETWORK_NAME}"}
+        policies = {key: policies[key] for key in [*[k for k in policies if not k.startswith("neural ")],
+                                                      *[p[0] for p in plans]]}
+    else:
+        for key, name, chain, architecture, fitted_to in plans:
+            policies[key] = plan_neural(folder, name, chain, architecture, settings,
+                                        int(neural_seed.generate_state(1)[0]), fitted_to,
+                                        progress=progress, log=log)
     out: dict[str, Any] = {"fit": fit.to_dict(), "laws": laws, "policies": policies,
                            "fitted_chain": model.to_dict(), "misspecification": []}
     if not settings.misspecification:
@@ -315,6 +467,48 @@ def model_stage(run: RunConfig, data: OfflineDataset, search: SearchResult, *,
         seed=logs_seed, log=log,
     )
     return out
+
+
+class NeuralJob(NamedTuple):
+    """A neural policy of the model stage still to train, its folder ready."""
+
+    name: str
+    chain: Any
+    settings: Any
+    """Its ``NeuralSettings``."""
+    out: Path
+    relative: str
+    """``plans/<name>``, relative to the run folder."""
+    resume: bool
+
+
+def prepare_neural(folder: RunFolder, name: str, chain: Any, architecture: str, settings: Any,
+                   seed: int, data_digest: str, *, log=print) -> dict[str, Any] | NeuralJob:
+    """The spec of a neural policy finished earlier with the same inputs, or its folder
+    readied for training (one of other inputs is moved aside with ``force``, refused without).
+
+    Arguments as :func:`plan_neural`.
+    """
+    from echelon.models.neural import NETWORK_NAME, NeuralSettings
+    from echelon.models.planning import SPEC_FILE, load_spec
+
+    neural = NeuralSettings(architecture=architecture, steps=settings.neural_steps,
+                            batch=settings.neural_batch, seed=seed)
+    relative = f"plans/{name}"
+    out = folder.path / relative
+    inputs = digest("neural", chain, neural, data_digest)
+    stage_file = out / "stage.json"
+    resume = stage_digest(stage_file) == inputs
+    if resume and (out / SPEC_FILE).exists():
+        log(f"  {name}: done earlier, skipped")
+        return {**load_spec(out), "weights": f"{relative}/{NETWORK_NAME}"}
+    if not resume and out.exists():  # trained with other inputs
+        folder.clear(f"plan {name}", inputs, relative, recorded="other inputs")
+    log(f"  {name}: {neural.steps:,} steps on batches of {neural.batch:,} paths"
+        f"{' (resuming)' if resume else ''}")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(stage_file, {"digest": inputs})
+    return NeuralJob(name, chain, neural, out, relative, resume)
 
 
 def plan_neural(folder: RunFolder, name: str, chain: Any, architecture: str, settings: Any,
@@ -337,31 +531,31 @@ def plan_neural(folder: RunFolder, name: str, chain: Any, architecture: str, set
     Returns:
         The policy's spec, its weights relative to the run folder.
     """
-    from echelon.models.neural import NETWORK_NAME, NeuralSettings, train_neural
-    from echelon.models.planning import SPEC_FILE, load_spec
+    from echelon.models.neural import NETWORK_NAME, train_neural
 
-    neural = NeuralSettings(architecture=architecture, steps=settings.neural_steps,
-                            batch=settings.neural_batch, seed=seed)
-    relative = f"plans/{name}"
-    out = folder.path / relative
-    inputs = digest("neural", chain, neural, data_digest)
-    stage_file = out / "stage.json"
-    resume = stage_digest(stage_file) == inputs
-    if resume and (out / SPEC_FILE).exists():
-        log(f"  {name}: done earlier, skipped")
-        spec = load_spec(out)
-    else:
-        if not resume and out.exists():  # trained with other inputs
-            folder.clear(f"plan {name}", inputs, relative, recorded="other inputs")
-        log(f"  {name}: {neural.steps:,} steps on batches of {neural.batch:,} paths"
-            f"{' (resuming)' if resume else ''}")
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(stage_file, {"digest": inputs})
-        plan = train_neural(chain, neural, out, resume=resume, progress=progress)
-        log(f"    validation profit {plan.validation_profit:.2f} (step {plan.best_step}), "
-            f"{minutes(plan.seconds)}")
-        spec = plan.spec
-    return {**spec, "weights": f"{relative}/{NETWORK_NAME}"}
+    job = prepare_neural(folder, name, chain, architecture, settings, seed, data_digest, log=log)
+    if isinstance(job, dict):
+        return job
+    plan = train_neural(chain, job.settings, job.out, resume=job.resume, progress=progress)
+    log(f"    validation profit {plan.validation_profit:.2f} (step {plan.best_step}), "
+        f"{minutes(plan.seconds)}")
+    return {**plan.spec, "weights": f"{job.relative}/{NETWORK_NAME}"}
+
+
+def train_plan(chain: dict[str, Any], settings: Any, out: str) -> dict[str, Any]:
+    """A neural policy's training as an executor's task: resumed from the checkpoint in ``out``
+    if there is one (a retry after a lost worker), else from the start.
+
+    Returns:
+        Its spec, validation profit, best step and seconds.
+    """
+    from echelon.models.neural import train_neural
+    from echelon.sim.config import ChainConfig
+
+    # The stage has checked that a checkpoint there is this plan's; resume continues it.
+    plan = train_neural(ChainConfig.from_dict(chain), settings, Path(out), resume=True)
+    return {"spec": plan.spec, "validation_profit": plan.validation_profit,
+            "best_step": plan.best_step, "seconds": plan.seconds}
 
 
 def held_out_paths(run: RunConfig) -> np.ndarray:
