@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 reproduce: $(STAMP)
-	$(BIN)/echelon reproduce --preset quick --out runs/quick
+	$(BIN)/echelon reproduce --preset quick --out runs/quick --executor processes
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sim.py

@@ -4,6 +4,7 @@ folder probe. The Ray tests share one real local instance, started by the ray ex
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -66,7 +67,7 @@ def _die_after_first_epoch(out: Path) -> None:
 
 
 def train_or_die(data_path: str, outs: list[str], marker: str | None) -> list[int]:
-    """The training stage's task (two IQL seeds as one ensemble); with a ``marker`` not yet
+    """The training stage's task (IQL, seeds 0, 1, ... as one ensemble); with a ``marker`` not yet
     there, kills its own worker once the first epoch is checkpointed.
 
     Returns:
@@ -79,7 +80,7 @@ def train_or_die(data_path: str, outs: list[str], marker: str | None) -> list[in
                     else 0 for out in outs]
     train_group(data_path, "iql", algorithm_config("iql", {"hidden": (16, 16)}),
                 [TrainConfig(epochs=EPOCHS, batch_size=256, seed=seed, device="cpu")
-                 for seed in (0, 1)], outs)
+                 for seed in range(len(outs))], outs)
     return resumed_from
 
 
@@ -220,13 +221,13 @@ TINY_RUN = [
 def test_a_tiny_reproduction_on_ray_writes_the_local_runs_eval_json(ray_executor, tmp_path):
     # Each task gets this machine's two cores, so that its PyTorch uses as many threads as the
     # local run's: the products then round alike and the files can be compared byte for byte.
-    run = pipeline.resolve("quick", [*TINY_RUN, "train.resources.cpus=2"])
+    run = pipeline.resolve("quick", [*TINY_RUN, "train.resources.cpus=2", "train.ensemble=0"])
     local_lines: list[str] = []
     ray_lines: list[str] = []
     pipeline.reproduce(run, tmp_path / "local", progress=False, log=local_lines.append)
     pipeline.reproduce(run, tmp_path / "ray", progress=False, log=ray_lines.append, executor="ray")
     assert any("tasks on the ray executor" in line for line in ray_lines)
-    # iql and bc (3 seeds each, one task each), and the neural policy
+    # iql and bc (their 3 seeds as one ensemble each), and the neural policy
     assert [line.split()[1] for line in ray_lines if line.startswith("  done ")] == [
         "iql-s0..2", "bc-s0..2", "plan"]
     for name in ("eval.json", "model.json", "search.json", "baselines.json"):
@@ -241,11 +242,11 @@ def test_a_tiny_reproduction_on_ray_writes_the_local_runs_eval_json(ray_executor
 
 
 def test_the_registry_and_its_refusals():
-    assert set(EXECUTORS) == {"local", "ray"}
+    assert set(EXECUTORS) == {"local", "processes", "ray"}
     assert EXECUTORS["ray"] is RayExecutor
     assert isinstance(make_executor("local"), LocalExecutor)
     with pytest.raises(ValueError,
-                       match=r"executor must be one of \['local', 'ray'\], got 'spark'"):
+                       match=r"executor must be one of \['local', 'processes', 'ray'\], got 'spark'"):
         make_executor("spark")
     with pytest.raises(ValueError, match="an address .* is for the ray executor"):
         make_executor("local", address="10.0.0.1:6379")
@@ -293,3 +294,62 @@ def test_a_visible_run_folder_passes_and_is_left_clean(ray_executor, tmp_path):
     assert executor.run([Task("square", square_after, (5, 0.0))], log=lambda line: None) == [25]
     executor.close()
     assert ray.is_initialized()
+
+
+def test_echelon_train_spreads_its_seeds_over_ray(ray_executor, small_logs, tmp_path, capsys):
+    from echelon import cli
+
+    argv = ["train", "bc", "--dataset", str(small_logs), "--preset", "quick", "--epochs", "2",
+            "--seeds", "0", "1", "2", "--ensemble", "2", "--out", str(tmp_path / "ray"),
+            "--executor", "ray", "--json"]
+    assert cli.main(argv) == 0
+    on_ray = json.loads(capsys.readouterr().out)
+    local = ["train", "bc", "--dataset", str(small_logs), "--preset", "quick", "--epochs", "2",
+             "--seeds", "0", "1", "2", "--ensemble", "2", "--out", str(tmp_path / "local"), "--json"]
+    assert cli.main(local) == 0
+    here = json.loads(capsys.readouterr().out)
+    assert [row["seed"] for row in on_ray] == [row["seed"] for row in here] == [0, 1, 2]
+    for a, b in zip(on_ray, here, strict=True):
+        assert a["steps"] == b["steps"]
+        # Two tasks (seeds 0 and 1 as one ensemble, seed 2 alone), each resumable alone.
+        assert_identical(load_checkpoint(Path(a["checkpoint"]))["state"]["modules"],
+                         load_checkpoint(Path(b["checkpoint"]))["state"]["modules"])
+
+
+def test_the_processes_executor_spreads_the_seeds_and_writes_the_same_files(tmp_path):
+    # auto: one task per seed on the pool's two one-thread workers, against the same seeds
+    # trained one at a time in this process with two threads.
+    run = pipeline.resolve("quick", [*TINY_RUN, "train.ensemble=1"])
+    local_lines: list[str] = []
+    pool_lines: list[str] = []
+    pipeline.reproduce(run, tmp_path / "local", progress=False, log=local_lines.append)
+    spread = pipeline.resolve("quick", TINY_RUN)
+    pipeline.reproduce(spread, tmp_path / "pool", progress=False, log=pool_lines.append,
+                       executor="processes")
+    done = [line.split()[1] for line in pool_lines if line.startswith("  done ")]
+    assert sorted(done[:6]) == sorted(f"{v}-s{s}" for v in ("iql", "bc") for s in (0, 1, 2))
+    assert done[6:] == ["plan"]
+    for name in ("eval.json", "model.json"):
+        assert (tmp_path / "pool" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+
+
+def test_a_killed_worker_process_is_replaced_and_its_task_resumes(small_logs, tmp_path):
+    marker = tmp_path / "died"
+    killed = [str(tmp_path / "killed" / f"s{seed}") for seed in (0, 1)]
+    whole = [str(tmp_path / "whole" / f"s{seed}") for seed in (0, 1)]
+    lines: list[str] = []
+    tasks = [Task("iql-killed", train_or_die, (str(small_logs), killed, str(marker))),
+             Task("bc-beside", train_or_die, (str(small_logs), [str(tmp_path / "beside")], None))]
+    resumed_from, _ = make_executor("processes").run(tasks, log=lines.append)
+    # The uninterrupted reference, trained here.
+    assert LocalExecutor().run([Task("iql-whole", train_or_die, (str(small_logs), whole, None))]) == [[0, 0]]
+    assert marker.exists()
+    assert any("a worker process died" in line for line in lines)
+    assert all(1 <= epoch < EPOCHS for epoch in resumed_from)
+    for a_out, b_out in zip(whole, killed, strict=True):
+        a, b = load_checkpoint(Path(a_out)), load_checkpoint(Path(b_out))
+        assert b["epoch"] == EPOCHS
+        for name, module in a["state"]["modules"].items():
+            for key, value in module.items():
+                torch.testing.assert_close(b["state"]["modules"][name][key], value,
+                                           rtol=1e-4, atol=1e-5)

@@ -50,9 +50,10 @@ class TrainStageConfig:
     """Extra variants, e.g. ``iql.expectile=0.5,0.7,0.9`` (one algorithm field per item)."""
     ensemble: int | str = "auto"
     """Seeds of one variant trained together as one ensemble (stacked weights, one process):
-    0 for all of them, n for at most n per ensemble, 1 for one seed at a time; ``auto`` trains
-    all seeds together except on a CPU for networks wider than 512 units, where the batched
-    products measured slower than one seed at a time (``benchmarks/bench_train.py``). Each
+    0 for all of them, n for at most n per ensemble, 1 for one seed at a time; ``auto`` gives
+    each seed its own task on the processes and ray executors (unless the tasks ask for GPUs),
+    and in this process trains all seeds together except on a CPU for networks wider than 512
+    units, where the batched products measured slower (``benchmarks/bench_train.py``). Each
     member ends with its seed's solo weights to float32 tolerance, so finished agents are
     reused whatever the grouping they were trained in."""
     resources: dict[str, float] = field(default_factory=lambda: {"cpus": 1.0, "gpus": 0.0})

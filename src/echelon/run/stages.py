@@ -243,7 +243,7 @@ def train_agents(data: OfflineDataset, jobs: list[TrainJob], folder: RunFolder, 
             log(f"  {count} {name}: resuming")
         write_json(stage_file, {"digest": job.digest})
         todo.append(job)
-    groups = _groups(todo, ensemble)
+    groups = _groups(todo, ensemble, spread=not local and not resources.gpus)
     tasks = [Task(_group_name(group), train_group,
                   (data if local else str(Path(dataset_path).resolve()), group[0].variant.algorithm,
                    group[0].variant.algo_config, [job.train_config for job in group],
@@ -279,12 +279,15 @@ def train_agents(data: OfflineDataset, jobs: list[TrainJob], folder: RunFolder, 
 CPU_ENSEMBLE_MAX_WIDTH = 512
 
 
-def ensemble_size(variant: AgentVariant, ensemble: int | str) -> int:
+def ensemble_size(variant: AgentVariant, ensemble: int | str, *, spread: bool = False) -> int:
     """How many seeds of ``variant`` train together: ``ensemble`` itself (0: all), or for
-    ``auto``, all of them (0) unless on a CPU for networks wider than
-    :data:`CPU_ENSEMBLE_MAX_WIDTH`, then one at a time."""
+    ``auto``: with ``spread`` (an executor of several workers, no GPUs asked for), one seed per
+    task, which keeps every worker busy; else all of them (0), unless on a CPU for networks
+    wider than :data:`CPU_ENSEMBLE_MAX_WIDTH`, then one at a time."""
     if ensemble != "auto":
         return ensemble
+    if spread:
+        return 1
     from echelon.agents.config import resolve_device
 
     device = resolve_device(variant.train_config.device)
@@ -292,14 +295,15 @@ def ensemble_size(variant: AgentVariant, ensemble: int | str) -> int:
     return 1 if device.type == "cpu" and widest > CPU_ENSEMBLE_MAX_WIDTH else 0
 
 
-def _groups(jobs: list[TrainJob], ensemble: int | str) -> list[list[TrainJob]]:
+def _groups(jobs: list[TrainJob], ensemble: int | str, *,
+            spread: bool = False) -> list[list[TrainJob]]:
     """The jobs by variant, in order, in chunks of :func:`ensemble_size` (0: no limit)."""
     by_variant: dict[str, list[TrainJob]] = {}
     for job in jobs:
         by_variant.setdefault(job.variant.name, []).append(job)
     groups = []
     for members in by_variant.values():
-        size = ensemble_size(members[0].variant, ensemble) or len(members)
+        size = ensemble_size(members[0].variant, ensemble, spread=spread) or len(members)
         groups += [members[i:i + size] for i in range(0, len(members), size)]
     return groups
 
