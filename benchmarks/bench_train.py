@@ -13,6 +13,10 @@ sampling included); the paper preset's time (100 epochs) is projected from the 1
 d3rlpy runs in its own virtual environment (scripts/d3rlpy/make_venv.sh) because it pins its
 own Gymnasium.
 
+The executors part trains four IQL seeds (quick preset) three ways, one after another, as
+one ensemble, and one task per seed on the processes executor, and compares their
+agent-steps per second over the whole trainings (worker start-up included).
+
 The ensembles part trains K = 1, 5 and 10 seeds of one variant with ``train_ensemble`` for three
 epochs on 500 episodes of the paper's dataset and reports agent-steps per second of the last
 two (member gradient steps over their wall time, each member's validation and checkpoint
@@ -98,22 +102,62 @@ def ensembles(figures: dict) -> None:
         }
 
 
+def executor_rates(figures: dict, seeds: int = 4, epochs: int = 3) -> None:
+    """Agent-steps per second of ``seeds`` IQL seeds (quick preset) trained whole, three ways:
+    one after another in this process, as one ensemble in this process, and as one task each on
+    the processes executor (one-thread workers, as many as cores). Wall time of the whole
+    trainings, worker start-up included."""
+    from echelon.data import save
+    from echelon.run.executor import Resources, Task, make_executor
+    from echelon.run.stages import train_group
+
+    run = pipeline.resolve("paper", ["collect.episodes=500"])
+    data = pipeline.collect_stage(run, pipeline.search_stage(run))
+    algo, config = agent_preset("iql", "quick", epochs=epochs, device="cpu")
+    configs = [dataclasses.replace(config, seed=seed) for seed in range(seeds)]
+    rows: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(save(data, Path(tmp) / "dataset.h5"))
+        ways = {
+            "sequential (this process)": ("local", [[i] for i in range(seeds)]),
+            "one ensemble (this process)": ("local", [list(range(seeds))]),
+            "processes executor, one task per seed": ("processes", [[i] for i in range(seeds)]),
+        }
+        for label, (name, groups) in ways.items():
+            out = Path(tmp) / label.split()[0]
+            tasks = [Task(f"s{group}", train_group,
+                          (path, "iql", algo, [configs[i] for i in group],
+                           [str(out / f"s{i}") for i in group]), Resources(cpus=1))
+                     for group in groups]
+            executor = make_executor(name)
+            start = time.perf_counter()
+            results = executor.run(tasks, log=lambda *a: None)
+            seconds = time.perf_counter() - start
+            rows[label] = sum(steps for result in results for steps, _ in result) / seconds
+    figures["executors"] = {"seeds": seeds, "agent_steps_per_second": rows,
+                            "speedup_vs_sequential": {k: v / rows["sequential (this process)"]
+                                                      for k, v in rows.items()}}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-d3rlpy", action="store_true", help="skip the peer")
-    parser.add_argument("--parts", default="peer,ensembles",
-                        help="comma-separated: peer (against d3rlpy), ensembles (default: both)")
+    parser.add_argument("--parts", default="peer,ensembles,executors",
+                        help="comma-separated: peer (against d3rlpy), ensembles, executors "
+                        "(default: all)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
-    if not parts or parts - {"peer", "ensembles"}:
-        parser.error(f"--parts takes peer and ensembles, got {args.parts!r}")
+    if not parts or parts - {"peer", "ensembles", "executors"}:
+        parser.error(f"--parts takes peer, ensembles and executors, got {args.parts!r}")
 
     figures: dict = {"threads": torch.get_num_threads(), "ensembles": {}}
     if "ensembles" in parts:
         ensembles(figures)
-        if "peer" not in parts:
-            return _print(figures, args.json)
+    if "executors" in parts:
+        executor_rates(figures)
+    if "peer" not in parts:
+        return _print(figures, args.json)
     run = pipeline.resolve("paper")
     data = pipeline.collect_stage(run, pipeline.search_stage(run))
     return _peer(data, figures, args)
@@ -130,6 +174,11 @@ def _print(figures: dict, as_json: bool) -> int:
             rates, speedups = row["agent_steps_per_second"], row["speedup_vs_sequential"]
             shown = "  ".join(f"K={k}: {rates[k]:7.1f} ({speedups[k]:.2f}x)" for k in rates)
             print(f"  {label}: {shown}")
+    if "executors" in figures:
+        row = figures["executors"]
+        print(f"agent-steps per second, {row['seeds']} IQL seeds (quick preset) trained whole")
+        for label, rate in row["agent_steps_per_second"].items():
+            print(f"  {label}: {rate:7.1f} ({row['speedup_vs_sequential'][label]:.2f}x)")
     return 0
 
 

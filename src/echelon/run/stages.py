@@ -268,7 +268,7 @@ def train_agents(data: OfflineDataset, jobs: list[TrainJob], folder: RunFolder, 
             rates[(group[0].variant.algorithm, len(group))] = steps / seconds
     elif tasks:
         log(f"  {len(tasks)} tasks on the {executor.name} executor "
-            f"({resources.cpus:g} CPUs, {resources.gpus:g} GPUs each): "
+            f"({_count(resources.cpus, 'CPU')}, {_count(resources.gpus, 'GPU')} each): "
             + ", ".join(task.name for task in tasks))
         executor.run(tasks, log=log)
     return [job.agent for job in jobs]
@@ -293,6 +293,10 @@ def ensemble_size(variant: AgentVariant, ensemble: int | str, *, spread: bool = 
     device = resolve_device(variant.train_config.device)
     widest = max(getattr(variant.algo_config, "hidden", ()) or (0,))
     return 1 if device.type == "cpu" and widest > CPU_ENSEMBLE_MAX_WIDTH else 0
+
+
+def _count(value: float, unit: str) -> str:
+    return f"{value:g} {unit}{'' if value == 1 else 's'}"
 
 
 def _groups(jobs: list[TrainJob], ensemble: int | str, *,
