@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from echelon.agents import ALGORITHMS, AgentPolicy, TrainConfig, algorithm_config, load_checkpoint, train
+from echelon.agents.preprocessing import split_episodes
 from echelon.agents.trainer import train_ensemble
 from echelon.data.dataset_file import load, save
 from echelon.sim.rollout import rollout
@@ -77,6 +79,7 @@ def test_one_config_is_the_solo_trainer_exactly(dataset, tmp_path):
 CHILD = """
 import sys
 from echelon.agents import TrainConfig, algorithm_config
+from echelon.agents.preprocessing import split_episodes
 from echelon.agents.trainer import train_ensemble
 from echelon.data.dataset_file import load
 seeds = (0, 1, 2)
@@ -166,3 +169,31 @@ def test_ensembles_refuse_configs_that_differ_in_more_than_the_seed(dataset, tmp
     with pytest.raises(ValueError, match="one folder per config"):
         train_ensemble(dataset, "bc", config, [settings(0), settings(1)], [tmp_path / "a"])
     assert list(tmp_path.iterdir()) == []  # nothing was created
+
+
+def uneven(data):
+    """``data`` with every third episode cut after period 6 (ended by truncation there)."""
+    keep = ~((data.episode_ids % 3 == 0) & (data.periods >= 7))
+    fields = {f.name: getattr(data, f.name)[keep] for f in dataclasses.fields(data)
+              if isinstance(getattr(data, f.name), np.ndarray)}
+    fields["log"] = {name: values[keep] for name, values in data.log.items()}
+    last = np.r_[fields["episode_ids"][1:] != fields["episode_ids"][:-1], True]
+    fields["truncations"] = np.where(last & (fields["terminations"] == 0), 1.0,
+                                     fields["truncations"])
+    return dataclasses.replace(data, **fields)
+
+
+def test_members_whose_splits_differ_in_size_train_apart_and_still_match_alone(dataset, tmp_path):
+    data = uneven(dataset)
+    seeds = (0, 1, 2, 3)
+    sizes = {int(np.isin(data.episode_ids, split_episodes(data.episodes, 0.1, seed)[0]).sum())
+             for seed in seeds}
+    assert len(sizes) > 1  # the case: not every member can share one batch order
+    config = algorithm_config("iql", TINY)
+    together = train_ensemble(data, "iql", config, [settings(s, epochs=4) for s in seeds],
+                              [tmp_path / f"e{s}" for s in seeds])
+    for seed, member in zip(seeds, together, strict=True):
+        alone = train(data, "iql", config, settings(seed, epochs=4), tmp_path / f"a{seed}")
+        assert member.steps == alone.steps
+        assert_close_states(weights(member.checkpoint), weights(alone.checkpoint),
+                            **WEIGHT_TOLERANCE)

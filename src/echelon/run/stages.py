@@ -229,6 +229,7 @@ def train_agents(data: OfflineDataset, jobs: list[TrainJob], folder: RunFolder, 
     resources = resources if resources is not None else Resources()
     planned = {job.folder: _planned_steps(len(data), job.train_config) for job in jobs}
     todo: list[TrainJob] = []
+    resumed: set[Path] = set()  # their time covers part of their steps: no rate from them
     for index, job in enumerate(jobs):
         name, config, checkpoint = job.folder.name, job.train_config, job.folder / CHECKPOINT_NAME
         stage_file = job.folder / "stage.json"
@@ -241,6 +242,7 @@ def train_agents(data: OfflineDataset, jobs: list[TrainJob], folder: RunFolder, 
             folder.clear(f"agent {name}", job.digest, f"agents/{name}", recorded="other inputs")
         if resume and checkpoint.exists():
             log(f"  {count} {name}: resuming")
+            resumed.add(job.folder)
         write_json(stage_file, {"digest": job.digest})
         todo.append(job)
     groups = _groups(todo, ensemble, spread=not local and not resources.gpus)
@@ -264,8 +266,8 @@ def train_agents(data: OfflineDataset, jobs: list[TrainJob], folder: RunFolder, 
             log(f"  {task.name}: {len(group)} x {planned[group[0].folder]:,} steps"
                 f"{' as one ensemble' if len(group) > 1 else ''}{estimate}")
             results = executor.run([task], log=log)[0]
-            seconds = max(results[0][1], 1e-9)
-            rates[(group[0].variant.algorithm, len(group))] = steps / seconds
+            if not any(job.folder in resumed for job in group):
+                rates[(group[0].variant.algorithm, len(group))] = steps / max(results[0][1], 1e-9)
     elif tasks:
         log(f"  {len(tasks)} tasks on the {executor.name} executor "
             f"({_count(resources.cpus, 'CPU')}, {_count(resources.gpus, 'GPU')} each): "
@@ -275,7 +277,7 @@ def train_agents(data: OfflineDataset, jobs: list[TrainJob], folder: RunFolder, 
 
 
 # On a CPU, ensembles of networks wider than this trained slower than their seeds one at a time
-# (benchmarks/bench_train.py: 0.7 to 1.0x at 1024 units, 1.2 to 1.5x at 256 on 2 cores).
+# (benchmarks/bench_train.py on 2 cores: 0.8 to 1.0x at 1024 units, 1.0 to 1.6x at 256).
 CPU_ENSEMBLE_MAX_WIDTH = 512
 
 
