@@ -178,8 +178,7 @@ def uneven(data):
               if isinstance(getattr(data, f.name), np.ndarray)}
     fields["log"] = {name: values[keep] for name, values in data.log.items()}
     last = np.r_[fields["episode_ids"][1:] != fields["episode_ids"][:-1], True]
-    fields["truncations"] = np.where(last & (fields["terminations"] == 0), 1.0,
-                                     fields["truncations"])
+    fields["truncations"] = fields["truncations"] | (last & ~fields["terminations"].astype(bool))
     return dataclasses.replace(data, **fields)
 
 
