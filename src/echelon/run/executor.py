@@ -159,8 +159,9 @@ class ProcessExecutor:
 
     Each worker gets ``task.resources.cpus`` cores (its PyTorch that many threads) and the pool
     has ``cores // cpus`` workers (at least one). On a small CPU this is the fastest way to train
-    many seeds: two one-thread trainings on two cores do about 1.7 times the steps of one
-    two-thread training (``benchmarks/bench_train.py``). Results come back to this process;
+    many seeds: on two cores, four IQL seeds as one-thread tasks did 1.3 times the steps per
+    second of the same seeds one after another at two threads, and more than as one ensemble
+    (``benchmarks/bench_train.py --parts executors``). Results come back to this process;
     the files are written by the tasks in the run folder, which this machine sees. A worker
     that dies (killed, out of memory) breaks the pool: the tasks not finished run again in a
     new pool, up to ``retries`` times, and resume from their checkpoints. An exception raised by
