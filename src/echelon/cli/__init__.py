@@ -114,8 +114,9 @@ def _executor_options(parser: argparse.ArgumentParser) -> None:
     from echelon.run.executor import EXECUTORS
 
     parser.add_argument("--executor", choices=tuple(EXECUTORS), default="local",
-                        help="where training runs: local (this process) or ray (a Ray cluster; "
-                        "pip install 'echelon[ray]') (default: local)")
+                        help="where training and the neural plans run: local (this process), "
+                        "processes (a pool of one-task-per-core workers on this machine) or ray "
+                        "(a Ray cluster; pip install 'echelon[ray]') (default: local)")
     parser.add_argument("--address", help="with --executor ray: the cluster to join (default: "
                         "RAY_ADDRESS, else a local Ray instance sized to this machine)")
 
