@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -32,3 +37,27 @@ def checkpoint(dataset, tmp_path_factory):
     settings = TrainConfig(epochs=2, batch_size=64, device="cpu")
     return train(dataset, "bc", algorithm_config("bc", {"hidden": (32, 32)}), settings,
                  folder).checkpoint
+
+
+@pytest.fixture
+def kill_after_epochs():
+    """A function that runs a training child and kills it part-way (:func:`_kill_after_epochs`)."""
+    return _kill_after_epochs
+
+
+def _kill_after_epochs(code: str, args: list[str], metrics: Path, epochs: int) -> None:
+    """Runs ``python -c code args...`` and SIGKILLs it once ``metrics`` (a ``metrics.csv``) has
+    ``epochs`` rows, as when a machine dies: no cleanup. Fails if it ended on its own first."""
+    child = subprocess.Popen([sys.executable, "-c", code, *args],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    try:
+        while child.poll() is None and time.monotonic() < deadline:
+            if metrics.exists() and len(metrics.read_text().splitlines()) - 1 >= epochs:
+                break
+            time.sleep(0.002)
+        assert child.poll() is None, f"the run ended before it was killed: {child.stderr.read()}"
+    finally:
+        child.kill()
+        child.wait()
+        child.stderr.close()

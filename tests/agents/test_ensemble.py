@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -89,7 +87,7 @@ train_ensemble(load(sys.argv[1]), "td3bc", algorithm_config("td3bc", {settings!r
 """
 
 
-def test_a_killed_ensemble_resumes_to_the_same_weights(dataset, tmp_path):
+def test_a_killed_ensemble_resumes_to_the_same_weights(dataset, tmp_path, kill_after_epochs):
     epochs, kill_after = 60, 3
     path = save(dataset, tmp_path / "data.h5")
     data = load(path)
@@ -98,20 +96,8 @@ def test_a_killed_ensemble_resumes_to_the_same_weights(dataset, tmp_path):
     whole = train_ensemble(data, "td3bc", config, configs, [tmp_path / "whole" / f"s{s}" for s in SEEDS])
 
     killed = tmp_path / "killed"
-    child = subprocess.Popen([sys.executable, "-c", CHILD.format(settings=TINY, epochs=epochs),
-                              str(path), str(killed)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    metrics, deadline = killed / "s2" / "metrics.csv", time.monotonic() + 120
-    try:
-        while child.poll() is None and time.monotonic() < deadline:
-            if metrics.exists() and len(metrics.read_text().splitlines()) - 1 >= kill_after:
-                break
-            time.sleep(0.002)
-        assert child.poll() is None, f"the run ended before it was killed: {child.stderr.read()}"
-    finally:
-        child.kill()  # SIGKILL: no cleanup, as when a machine dies
-        child.wait()
-        child.stderr.close()
+    kill_after_epochs(CHILD.format(settings=TINY, epochs=epochs), [str(path), str(killed)],
+                      killed / "s2" / "metrics.csv", kill_after)
     reached = [load_checkpoint(killed / f"s{s}")["epoch"] for s in SEEDS]
     assert all(kill_after <= epoch < epochs for epoch in reached)
 

@@ -7,9 +7,6 @@ import csv
 import dataclasses
 import math
 import re
-import subprocess
-import sys
-import time
 import types
 
 import numpy as np
@@ -118,7 +115,7 @@ train(load(sys.argv[1]), "cql", algorithm_config("cql", {settings!r}),
 """
 
 
-def test_a_killed_run_resumes_to_the_same_weights(dataset, tmp_path):
+def test_a_killed_run_resumes_to_the_same_weights(dataset, tmp_path, kill_after_epochs):
     epochs, kill_after = 50, 3
     path = save(dataset, tmp_path / "data.h5")
     data = load(path)
@@ -126,20 +123,8 @@ def test_a_killed_run_resumes_to_the_same_weights(dataset, tmp_path):
     settings = TrainConfig(epochs=epochs, batch_size=32, device="cpu")
     whole = train(data, "cql", config, settings, tmp_path / "whole")
 
-    code = CHILD.format(settings=TINY, epochs=epochs)
-    child = subprocess.Popen([sys.executable, "-c", code, str(path), str(tmp_path / "killed")],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    metrics, deadline = tmp_path / "killed" / "metrics.csv", time.monotonic() + 120
-    try:
-        while child.poll() is None and time.monotonic() < deadline:
-            if metrics.exists() and len(metrics.read_text().splitlines()) - 1 >= kill_after:
-                break
-            time.sleep(0.002)
-        assert child.poll() is None, f"the run ended before it was killed: {child.stderr.read()}"
-    finally:
-        child.kill()  # SIGKILL: no cleanup, as when a machine dies
-        child.wait()
-        child.stderr.close()
+    kill_after_epochs(CHILD.format(settings=TINY, epochs=epochs), [str(path), str(tmp_path / "killed")],
+                      tmp_path / "killed" / "metrics.csv", kill_after)
     interrupted = load_checkpoint(tmp_path / "killed")["epoch"]
     assert kill_after <= interrupted < epochs
 

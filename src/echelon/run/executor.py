@@ -232,14 +232,20 @@ class ProcessExecutor:
             raise ExecutorError(f"task {tasks[todo[0]].name} failed: its worker process died "
                                 f"(after {self.retries} retries)")
         if failures:
-            name, cause = failures[0]
-            others = (f"; {len(failures) - 1} more failed: {', '.join(n for n, _ in failures[1:])}"
-                      if len(failures) > 1 else "")
-            raise ExecutorError(f"task {name} failed: {type(cause).__name__}: {cause}{others}") from cause
+            raise _failed(failures) from failures[0][1]
         return [results[i] for i in range(len(tasks))]
 
     def close(self) -> None:
         pass
+
+
+def _failed(failures: list[tuple[str, BaseException]], note: str = "") -> ExecutorError:
+    """The error of a run whose tasks ``failures`` (name, cause) failed: the first named with its
+    cause (and ``note``), the others listed."""
+    name, cause = failures[0]
+    others = (f"; {len(failures) - 1} more failed: {', '.join(n for n, _ in failures[1:])}"
+              if len(failures) > 1 else "")
+    return ExecutorError(f"task {name} failed: {type(cause).__name__}: {cause}{note}{others}")
 
 
 def _probe(marker: str, token: str) -> tuple[bool, str]:
@@ -370,14 +376,11 @@ class RayExecutor:
                 ray.cancel(ref)
             raise
         if failures:
-            name, cause = failures[0]
+            cause = failures[0][1]
             # Ray's own errors (a worker or node lost) were retried; the task's were not.
             retried = (f" (after {self.retries} {'retry' if self.retries == 1 else 'retries'})"
                        if isinstance(cause, ray.exceptions.RayError) and self.retries else "")
-            others = (f"; {len(failures) - 1} more failed: {', '.join(n for n, _ in failures[1:])}"
-                      if len(failures) > 1 else "")
-            message = f"task {name} failed: {type(cause).__name__}: {cause}{retried}{others}"
-            raise ExecutorError(message) from cause
+            raise _failed(failures, retried) from cause
         return results
 
     def _cause(self, error: BaseException) -> BaseException:
