@@ -18,7 +18,9 @@ import torch
 
 from echelon import pipeline
 from echelon.agents import TrainConfig, algorithm_config, load_checkpoint
-from echelon.run.stages import train_group
+from echelon.models.neural import NeuralSettings
+from echelon.run.stages import train_group, train_plan
+from echelon.sim.config import ChainConfig
 from echelon.run.executor import (
     EXECUTORS,
     ExecutorError,
@@ -353,3 +355,47 @@ def test_a_killed_worker_process_is_replaced_and_its_task_resumes(small_logs, tm
             for key, value in module.items():
                 torch.testing.assert_close(b["state"]["modules"][name][key], value,
                                            rtol=1e-4, atol=1e-5)
+
+
+def _die_after_a_neural_checkpoint(out: Path) -> None:
+    while True:
+        try:
+            if torch.load(out / "checkpoint.pt", weights_only=True)["step"] >= 20:
+                os._exit(1)  # no cleanup, no exception
+        except Exception:  # not written yet
+            pass
+        time.sleep(0.005)
+
+
+def plan_or_die(chain: dict, settings, out: str, marker: str | None) -> tuple[int, dict]:
+    """The model stage's neural task; with a ``marker`` not yet there, kills its own worker once
+    a checkpoint past step 20 is written.
+
+    Returns:
+        The step resumed from (0 for a fresh start) and the task's result.
+    """
+    if marker is not None and not os.path.exists(marker):
+        Path(marker).touch()
+        threading.Thread(target=_die_after_a_neural_checkpoint, args=(Path(out),), daemon=True).start()
+    checkpoint = Path(out) / "checkpoint.pt"
+    resumed_from = (torch.load(checkpoint, weights_only=True)["step"] if checkpoint.exists() else 0)
+    return resumed_from, train_plan(chain, settings, out)
+
+
+def test_a_neural_plan_whose_worker_died_resumes_to_the_same_weights(tmp_path):
+    chain = ChainConfig(periods=8, lead_time=(1, 2, 1)).to_dict()
+    settings = NeuralSettings(steps=300, batch=32, validation_episodes=40, evaluate_every=10,
+                              hidden=(16,))
+    marker = tmp_path / "died"
+    lines: list[str] = []
+    [(resumed_from, killed)] = make_executor("processes").run(
+        [Task("plan killed", plan_or_die, (chain, settings, str(tmp_path / "killed"), str(marker)))],
+        log=lines.append)
+    [(_, whole)] = LocalExecutor().run(
+        [Task("plan whole", plan_or_die, (chain, settings, str(tmp_path / "whole"), None))])
+    assert marker.exists() and any("a worker process died" in line for line in lines)
+    assert 20 <= resumed_from < 300  # the retry continued from the dead attempt's checkpoint
+    assert killed["best_step"] == whole["best_step"]
+    a = torch.load(tmp_path / "whole" / "network.pt", weights_only=True)
+    b = torch.load(tmp_path / "killed" / "network.pt", weights_only=True)
+    assert_identical(a, b)
