@@ -306,15 +306,8 @@ def step(config: ChainConfig, state: ChainState, orders: np.ndarray) -> tuple[Ch
     np.subtract(demand, sales[:, 0], out=unfulfilled[:, 0])
     np.subtract(requested, shipped, out=unfulfilled[:, 1:])
 
-    # 8: profit in OR-Gym's order of operations, p*S - ((r*R + k*U) + h*I), so that rewards
-    # match it bit for bit. The supplier buys what it ships and holds nothing (h*0 adds 0).
-    cost = _empty(episodes, stages + 1)
-    np.multiply(shipped, params.replenishment_cost[:-1], out=cost[:, :-1])
-    np.multiply(shipped[:, -1], params.replenishment_cost[-1], out=cost[:, -1])
-    cost += np.multiply(unfulfilled, params.unfulfilled_penalty)
-    cost[:, :-1] += np.multiply(on_hand, params.holding_cost)
-    stage_profit = np.multiply(sales, params.stage_price)
-    stage_profit -= cost
+    # 8: profit.
+    stage_profit = stage_profits(config, sales, shipped, unfulfilled, on_hand)
     # Stages are summed left to right, as np.sum does for OR-Gym's short vector.
     reward = stage_profit[:, 0].copy()
     for j in range(1, stages + 1):
@@ -346,6 +339,36 @@ def step(config: ChainConfig, state: ChainState, orders: np.ndarray) -> tuple[Ch
         backlogged=config.backlog,
     )
     return next_state, out
+
+
+def stage_profits(config: ChainConfig, sales: np.ndarray, shipped: np.ndarray,
+                  unfulfilled: np.ndarray, on_hand: np.ndarray) -> np.ndarray:
+    """Each stage's undiscounted profit in a period (step 8), from what happened in it.
+
+    Computed in OR-Gym's order of operations, p*S - ((r*R + k*U) + h*I), so that rewards match
+    it bit for bit. The supplier buys what it ships and holds nothing (h*0 adds 0). Also used to
+    account logged periods (``echelon.sim.stage_view``), so the formula exists once.
+
+    Args:
+        config: The chain.
+        sales: (N, S+1) retail sales and units shipped by stages 1..S.
+        shipped: (N, S) units shipped to stages 0..S-1.
+        unfulfilled: (N, S+1) unfilled demand and requests.
+        on_hand: (N, S) on-hand at the end of the period.
+
+    Returns:
+        (N, S+1) the profit of stages 0..S (the supplier last).
+    """
+    params = config.arrays
+    episodes, stages = np.shape(shipped)
+    cost = _empty(episodes, stages + 1)
+    np.multiply(shipped, params.replenishment_cost[:-1], out=cost[:, :-1])
+    np.multiply(shipped[:, -1], params.replenishment_cost[-1], out=cost[:, -1])
+    cost += np.multiply(unfulfilled, params.unfulfilled_penalty)
+    cost[:, :-1] += np.multiply(on_hand, params.holding_cost)
+    stage_profit = np.multiply(sales, params.stage_price)
+    stage_profit -= cost
+    return stage_profit
 
 
 def observation(config: ChainConfig, state: ChainState) -> np.ndarray:
