@@ -17,6 +17,7 @@ from echelon.cli.commands import (
     _cmd_dataset_export_minari,
     _cmd_dataset_import,
     _cmd_dataset_inspect,
+    _cmd_dataset_split_stages,
     _cmd_evaluate,
     _cmd_fit_demand,
     _cmd_oracle,
@@ -29,6 +30,7 @@ from echelon.cli.commands import (
 )
 from echelon.policies import RequestMode
 from echelon.policies.search import Family
+from echelon.sim.stage_view import StageReward
 
 
 def _integer_in(low: int, high: int | None, text: str) -> int:
@@ -308,6 +310,18 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("--out", help="dataset file (default: the CSV's name with .h5)")
     importer.add_argument("--chain", help="a JSON file of ChainConfig fields (default: OR-Gym's)")
     importer.set_defaults(handler=_cmd_dataset_import)
+    split = dataset_commands.add_parser(
+        "split-stages", help="the per-stage datasets each company of a decentralized chain "
+        "would hold: its local observations, own orders and own reward", parents=[json_],
+    )
+    split.add_argument("file", help="a dataset file of the whole chain (collected or imported)")
+    split.add_argument("--out", required=True, help="folder for <agent>.h5 per stage and "
+                       "stages.json")
+    split.add_argument("--reward", choices=[r.value for r in StageReward], default="local",
+                       help="each stage's reward: local, the paper's -(h I + k LS); profit, its "
+                       "share of the chain's profit; team, the chain's profit (default: local)")
+    split.add_argument("--overwrite", action="store_true", help="replace a split in --out")
+    split.set_defaults(handler=_cmd_dataset_split_stages)
     return parser
 
 

@@ -226,6 +226,34 @@ def _cmd_dataset_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dataset_split_stages(args: argparse.Namespace) -> int:
+    from echelon.data import load
+    from echelon.data.stage_split import STAGES_FILE, save_stage_split, split_stages
+
+    from echelon.sim.stage_view import agent_names
+
+    data = load(args.file)
+    written = [STAGES_FILE, *(f"{name}.h5" for name in agent_names(data.chain.stages))]
+    out = check_output(args.out, folder=True, inputs=(args.file,), overwrite=args.overwrite,
+                       finished=lambda folder: any((folder / name).exists() for name in written))
+    for name in written[1:]:  # nor may any per-stage file be the input
+        check_output(out / name, inputs=(args.file,), overwrite=True)
+    datasets = split_stages(data, args.reward)
+    manifest = save_stage_split(datasets, out, source_file=args.file)
+    stages = [{"agent": d.source["agent"], "path": str(out / f"{d.source['agent']}.h5"),
+               "observation_size": d.chain.observation_size, "transitions": len(d),
+               "mean_return": float(d.episode_returns().mean())} for d in datasets]
+    if args.json:
+        print(_dumps({"manifest": str(manifest), "reward": args.reward, "stages": stages}))
+        return 0
+    print(f"split {args.file} ({data.episodes:,} episodes) into {len(stages)} per-stage datasets "
+          f"with the {args.reward} reward: {manifest}")
+    for stage in stages:
+        print(f"  {stage['agent']:<13} {stage['path']}  observation {stage['observation_size']} "
+              f"values, mean return {stage['mean_return']:.2f}")
+    return 0
+
+
 def _chain_file(path: str) -> ChainConfig:
     """A ``--chain`` JSON file of ChainConfig fields."""
     try:
