@@ -104,16 +104,7 @@ class InvManagementEnv(gym.Env):
         unknown = set(options) - {"demand"}
         if unknown:
             raise ValueError(f"unknown reset options {sorted(unknown)}; known: ['demand']")
-        if options.get("demand") is not None:
-            demand = np.asarray(options["demand"], dtype=np.float64)
-            if demand.ndim != 1:
-                raise ValueError(
-                    f"options['demand'] must be one path of {self.config.periods} periods, "
-                    f"got shape {demand.shape}"
-                )
-        else:
-            demand = self.config.demand.sample(self.np_random, 1, self.config.periods)
-        self._state = core.reset(self.config, demand)
+        self._state = core.reset(self.config, episode_demand(self.config, options, self.np_random))
         return self._observe(), {"period": 0, "demand_path": self._state.demand[0].copy()}
 
     def _check_action(self, action: Any) -> np.ndarray:
@@ -162,6 +153,21 @@ class InvManagementEnv(gym.Env):
             "stage_profit": out.stage_profit[0],
         }
         return self._observe(), float(out.reward[0]), self._state.done, False, info
+
+
+def episode_demand(config: ChainConfig, options: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+    """The demand path of an episode: ``options["demand"]`` if given, else drawn from ``rng``.
+
+    Raises:
+        ValueError: If the given path is not one-dimensional (the core checks its values).
+    """
+    if options.get("demand") is None:
+        return config.demand.sample(rng, 1, config.periods)
+    demand = np.asarray(options["demand"], dtype=np.float64)
+    if demand.ndim != 1:
+        raise ValueError(f"options['demand'] must be one path of {config.periods} periods, "
+                         f"got shape {demand.shape}")
+    return demand
 
 
 def _is_real(value: Any) -> bool:
