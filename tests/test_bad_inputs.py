@@ -458,7 +458,7 @@ def _default_sigint() -> None:
 def test_ctrl_c_exits_130_with_one_line(tmp_path):
     process = _echelon("reproduce", "--preset", "quick", "--out", str(tmp_path / "run"),
                        stdout=subprocess.PIPE, preexec_fn=_default_sigint)
-    assert process.stdout.readline().startswith("[1/7] search")  # inside the run, not the imports
+    assert process.stdout.readline().startswith("[1/8] search")  # inside the run, not the imports
     time.sleep(0.5)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)

@@ -75,7 +75,7 @@ def test_reproduce_on_a_tiny_preset_prints_the_report_path(capsys, tmp_path):
     report = capsys.readouterr().out.strip()
     assert report.endswith("report.md")
     text = (tmp_path / "run" / "report.md").read_text()
-    assert "## 6. The paper's claims" in text and "No IQL agent was trained" in text
+    assert "## 7. The paper's claims" in text and "No IQL agent was trained" in text
 
 
 def test_a_bad_override_is_an_error_naming_the_key(capsys, tmp_path):

@@ -22,6 +22,7 @@ TINY = [
     "model.neural_steps=3",
     "model.neural_batch=8",
     'evaluate.baselines=["paper-best", "tuned", "time-aware", "slp", "oracle"]',
+    "decentralized.enabled=false",  # tests/run/test_decentralized_stage.py runs it
 ]
 
 
@@ -55,8 +56,10 @@ def test_report_has_every_section(finished_run):
     text = report.read_text()
     for heading in ("## 1. The paper's Table I", "## 2. Every policy on the same held-out paths",
                     "## 3. Agents across training seeds", "## 4. From logs to a policy with a model",
-                    "## 5. Figures", "## 6. The paper's claims", "## 7. Exact configuration and seeds"):
+                    "## 6. Figures", "## 7. The paper's claims",
+                    "## 8. Exact configuration and seeds"):
         assert heading in text, heading
+    assert "## 5. The decentralized view" not in text  # disabled, and no decentralized baseline
     for claim in ("Claim 1", "Claim 2", "Claim 3", "Claim 4"):
         assert claim in text
     assert "341.35" in text and "400.78" in text and "17.41" in text
@@ -69,7 +72,7 @@ def test_report_pairs_the_plans_against_the_tuned_time_aware_base_stock(finished
     text = report.read_text()
     profit = {p["name"]: np.array(p["profit"])
               for p in json.loads((out / "eval.json").read_text())["policies"]}
-    section = text.split("## 4. From logs to a policy with a model")[1].split("## 5. Figures")[0]
+    section = text.split("## 4. From logs to a policy with a model")[1].split("## 6. Figures")[0]
     table = [line for line in section.splitlines() if line.startswith("| ")]
     header = next(line for line in table if line.startswith("| route |"))
     assert header.endswith("| vs tuned time-aware base-stock [95% CI] |")
@@ -107,7 +110,7 @@ def test_a_run_without_neural_policies_reports_without_them(finished_run, tmp_pa
                               force=True).read_text()
     figures = sorted(p.name for p in (copy / "figures").iterdir())
     assert figures == ["comparison.png", "inventory.png", "ladder.png", "losses.png"]
-    assert "## 4. From logs to a policy with a model" in text and "## 5. Figures" in text
+    assert "## 4. From logs to a policy with a model" in text and "## 6. Figures" in text
     assert "vs tuned time-aware base-stock [95% CI]" in text  # the time-aware plans still have it
     assert "Neural policies" not in text and "figures/neural_" not in text
     assert not any(p["name"].startswith("neural ")

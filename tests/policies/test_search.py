@@ -51,6 +51,12 @@ VECTORS = {
                          [30.0, 100.0, 200.0, 90.0, 10.0, 300.0]]),
     # local levels z of each stage's own position.
     Family.LOCAL: np.array([[80.0, 100.0, 40.0], [60.0, 120.0, 250.0], [0.0, 0.0, 0.0]]),
+    # levels z of the position each stage sees.
+    Family.DECENTRALIZED: np.array([[80.0, 100.0, 40.0], [60.0, 120.0, 250.0], [0.0, 0.0, 0.0]]),
+    # z, then last_order_period.
+    Family.DECENTRALIZED_TIME_AWARE: np.array([[100.0, 130.0, 220.0, 26.0, 21.0, 8.0],
+                                               [100.0, 130.0, 220.0, 29.0, 29.0, 29.0],
+                                               [80.0, 100.0, 40.0, -1.0, 0.0, 15.0]]),
 }
 
 
@@ -155,7 +161,9 @@ def test_make_policy_builds_each_family():
 
 
 @pytest.mark.parametrize(("family", "size"), [(Family.BASE_STOCK, 3), (Family.TIME_AWARE, 6),
-                                              (Family.SS, 6), (Family.LOCAL, 3)])
+                                              (Family.SS, 6), (Family.LOCAL, 3),
+                                              (Family.DECENTRALIZED, 3),
+                                              (Family.DECENTRALIZED_TIME_AWARE, 6)])
 def test_make_policy_rejects_wrong_vector_length(family, size):
     assert family.size(CONFIG.stages) == size
     with pytest.raises(ValueError, match=f"need {size} values for 3 stages"):

@@ -217,6 +217,7 @@ TINY_RUN = [
     "model.neural_steps=3",
     "model.neural_batch=8",
     'evaluate.baselines=["paper-best", "tuned"]',
+    "decentralized.enabled=false",  # tests/run/test_decentralized_stage.py runs it on processes
 ]
 
 

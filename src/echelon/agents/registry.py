@@ -45,12 +45,15 @@ class AlgorithmSpec(NamedTuple):
     """Config values under the ``paper`` agent preset (see :func:`paper_settings`)."""
     defaults: dict[str, Any] = {}
     """Config values that differ from the dataclass defaults for this name."""
+    uses_rewards: bool = True
+    """Whether its learning reads the rewards (behaviour cloning does not, so data that differ
+    only in their rewards give it the same agent)."""
 
 
 ALGORITHMS: dict[str, AlgorithmSpec] = {
     "iql": AlgorithmSpec(IQLConfig, IQL, paper_settings(
         gamma=0.99, expectile=0.7, temperature=1.0, actor_lr_schedule="constant")),
-    "bc": AlgorithmSpec(BCConfig, BC, paper_settings()),
+    "bc": AlgorithmSpec(BCConfig, BC, paper_settings(), uses_rewards=False),
     "td3bc": AlgorithmSpec(TD3BCConfig, TD3BC, paper_settings(gamma=0.99)),
     "td3": AlgorithmSpec(TD3BCConfig, TD3BC, paper_settings(gamma=0.99), {"bc_weight": 0.0}),
     # CQL has a rate per network; both get the paper's (its entropy weight keeps its own rate).

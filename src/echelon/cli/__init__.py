@@ -233,10 +233,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="continue an interrupted training in --out")
 
     executor = _options(_executor_options)
-    train = command("train", _cmd_train, "train an offline RL agent on a dataset file", seed, json_,
-                    executor)
+    train = command("train", _cmd_train, "train an offline RL agent on a dataset file, or one "
+                    "agent per stage on a per-stage split (--decentralized)", seed, json_, executor)
     train.add_argument("algorithm", choices=tuple(ALGORITHMS))
-    train.add_argument("--dataset", required=True, help="an echelon dataset file (.h5)")
+    source = train.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", help="an echelon dataset file (.h5)")
+    source.add_argument("--decentralized", metavar="DIR",
+                        help="a per-stage split (from echelon dataset split-stages): one agent "
+                        "per stage on its own file (independent learners), each into "
+                        "<out>/<agent>, joined by <out>/decentralized.json (default out: "
+                        "DIR/agents/<algo>-decentralized-s<seed>)")
     train.add_argument("--preset", choices=tuple(AGENT_PRESETS), default="default")
     train.add_argument("--epochs", type=_positive_int, help="override the preset's epochs")
     train.add_argument("--seeds", type=_seed, nargs="+", metavar="SEED",

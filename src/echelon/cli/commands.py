@@ -312,8 +312,9 @@ def _cmd_oracle(args: argparse.Namespace) -> int:
 
 
 def _saved_policies(config: ChainConfig, policies: list[str], agents: list[str]) -> dict:
-    """Planned policies and trained agents by name, each checked to act in ``config``."""
-    from echelon.agents.policy import AgentPolicy
+    """Planned policies and trained agents (decentralized ones too) by name, each checked to act
+    in ``config``."""
+    from echelon.agents.decentralized import load_agent
     from echelon.models.planning import load_policy
     from echelon.run.saved import saved_agent
 
@@ -325,7 +326,7 @@ def _saved_policies(config: ChainConfig, policies: list[str], agents: list[str])
         differences = [key for key, _, _ in chain.differences(config)]
         if differences:
             raise ValueError(f"--agent {path}: trained for another chain ({differences} differ)")
-        out[agent.variant] = AgentPolicy(agent.checkpoint, config, device="cpu")
+        out[agent.variant] = load_agent(agent.checkpoint, config, device="cpu")
     return out
 
 
@@ -374,6 +375,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     for seed in seeds:
         algo_config, train_config = agent_preset(args.algorithm, args.preset, seed=seed, **overrides)
         configs.append(train_config)
+    if args.decentralized is not None:
+        return _train_decentralized(args, algo_config, configs)
     if args.seeds:
         parent = Path(args.out) if args.out else Path(args.dataset).parent / "agents"
         outs = [parent / f"{args.algorithm}-s{seed}" for seed in seeds]
@@ -384,7 +387,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         check_output(out, folder=True, inputs=(args.dataset,))
     data = load(args.dataset)
     try:
-        results = _train_seeds(args, data, algo_config, configs, outs)
+        results = _train_seeds(args, data, algo_config, configs, outs, args.dataset)
     except TrainingDiverged as error:
         print(f"echelon: error: {error}", file=sys.stderr)
         return 1
@@ -399,16 +402,74 @@ def _cmd_train(args: argparse.Namespace) -> int:
                       "last_epoch": results[0].metrics[-1] if results[0].metrics else {}}))
         return 0
     for config, result in zip(configs, results, strict=True):
-        last = result.metrics[-1] if result.metrics else {}
-        losses = "  ".join(f"{k} {v:.4g}" for k, v in last.items() if k.endswith("_loss"))
-        print(f"trained {args.algorithm} ({args.preset} preset, seed {config.seed}) on {args.dataset}: "
-              f"{result.steps:,} steps in {result.seconds:.1f} s\n  {losses}\n"
-              f"  checkpoint: {result.checkpoint}\n  metrics: {result.checkpoint.parent / 'metrics.csv'}")
+        _print_trained(args, config.seed, args.dataset, result)
     return 0
 
 
-def _train_seeds(args: argparse.Namespace, data, algo_config, configs, outs):
-    """The seeds' trainings: in ensembles of ``--ensemble`` here, or as tasks of ``--executor``."""
+def _print_trained(args: argparse.Namespace, seed: int, dataset, result, agent: str = "") -> None:
+    last = result.metrics[-1] if result.metrics else {}
+    losses = "  ".join(f"{k} {v:.4g}" for k, v in last.items() if k.endswith("_loss"))
+    print(f"trained {args.algorithm} ({args.preset} preset, seed {seed}){agent} on {dataset}: "
+          f"{result.steps:,} steps in {result.seconds:.1f} s\n  {losses}\n"
+          f"  checkpoint: {result.checkpoint}\n  metrics: {result.checkpoint.parent / 'metrics.csv'}")
+
+
+def _trained_dict(result) -> dict:
+    return {"checkpoint": str(result.checkpoint), "seconds": result.seconds, "steps": result.steps,
+            "last_epoch": result.metrics[-1] if result.metrics else {}}
+
+
+def _train_decentralized(args: argparse.Namespace, algo_config, configs) -> int:
+    """``train --decentralized``: one agent per stage of a per-stage split, each on its own
+    stage's file with the same algorithm, preset and seeds (independent learners), into
+    ``<out>/<agent>``; a manifest in each seed's folder joins them (``echelon evaluate --agent``
+    reads it)."""
+    from echelon.agents import TrainingDiverged
+    from echelon.agents.checkpoint import CHECKPOINT_NAME
+    from echelon.agents.decentralized import write_manifest
+    from echelon.data.stage_split import load_stage_split
+
+    split = load_stage_split(args.decentralized)
+    root = Path(args.decentralized)
+    root = root if root.is_dir() else root.parent
+    if args.seeds:
+        parent = Path(args.out) if args.out else root / "agents"
+        folders = [parent / f"{args.algorithm}-s{config.seed}" for config in configs]
+    else:
+        folders = [Path(args.out) if args.out
+                   else root / "agents" / f"{args.algorithm}-decentralized-s{args.seed}"]
+    for folder in folders:
+        for name in split.names:
+            check_output(folder / name, folder=True, inputs=split.files)
+    datasets = split.datasets()  # every stage's file checked before any training
+    try:
+        results = [_train_seeds(args, data, algo_config, configs, [f / name for f in folders], file)
+                   for data, name, file in zip(datasets, split.names, split.files, strict=True)]
+    except TrainingDiverged as error:
+        print(f"echelon: error: {error}", file=sys.stderr)
+        return 1
+    manifests = [write_manifest(folder, split.chain, args.algorithm, split.reward,
+                                [folder / name / CHECKPOINT_NAME for name in split.names],
+                                split.names)
+                 for folder in folders]
+    if args.json:
+        reports = [{"seed": config.seed, "manifest": str(manifest),
+                    "stages": [{"stage": i, "agent": name, **_trained_dict(stage[s])}
+                               for i, (name, stage) in enumerate(zip(split.names, results))]}
+                   for s, (config, manifest) in enumerate(zip(configs, manifests, strict=True))]
+        print(_dumps(reports if args.seeds else reports[0]))
+        return 0
+    for s, (config, folder, manifest) in enumerate(zip(configs, folders, manifests, strict=True)):
+        for name, file, stage in zip(split.names, split.files, results, strict=True):
+            _print_trained(args, config.seed, file, stage[s], f" for the {name}")
+        print(f"manifest of the {len(split.names)} agents: {manifest}\n  evaluate with: "
+              f"echelon evaluate --agent {folder}")
+    return 0
+
+
+def _train_seeds(args: argparse.Namespace, data, algo_config, configs, outs, dataset_path):
+    """The seeds' trainings: in ensembles of ``--ensemble`` here, or as tasks of ``--executor``
+    (whose workers read the dataset from ``dataset_path``)."""
     from echelon.agents.trainer import TrainResult, load_checkpoint, train_ensemble
     from echelon.run.executor import make_executor
     from echelon.run.stages import train_group
@@ -433,7 +494,7 @@ def _train_seeds(args: argparse.Namespace, data, algo_config, configs, outs):
     runner = make_executor(args.executor, address=args.address, run_folder=outs[0].parent)
     try:
         tasks = [Task(f"{args.algorithm}-s{','.join(str(configs[i].seed) for i in chunk)}",
-                      train_group, (str(Path(args.dataset).resolve()), args.algorithm, algo_config,
+                      train_group, (str(Path(dataset_path).resolve()), args.algorithm, algo_config,
                                     [configs[i] for i in chunk], [str(outs[i]) for i in chunk]))
                  for chunk in chunks]
         timings = [t for result in runner.run(tasks, log=print if not args.json else _quiet)

@@ -35,6 +35,7 @@ DPI = 150
 
 KIND_COLOURS = {
     PolicyKind.AGENT: "crimson",
+    PolicyKind.DECENTRALIZED: "mediumpurple",
     PolicyKind.BEST_EXPERT: "steelblue",
     PolicyKind.EXPERT: "gray",
     PolicyKind.BASELINE: "darkorange",
@@ -246,6 +247,64 @@ def inventory_trajectories(
         ax.legend(fontsize="small")
     axes[-1].set_xlabel("period (day)")
     fig.suptitle("On-hand inventory at the end of each period on one test demand path")
+    return fig, axes
+
+
+def orders_by_stage(
+    demand: np.ndarray,
+    orders: Sequence[np.ndarray],
+    labels: Sequence[str],
+    kinds: Sequence[PolicyKind],
+) -> tuple[Figure, np.ndarray]:
+    """Each stage's orders under several policies on one demand path (the bullwhip, seen).
+
+    One panel per stage (stage 0, the retailer, on top), the customer demand drawn in grey in
+    every panel so that each stage's orders can be read against what the customer asked for;
+    policies of the same kind are told apart by line style.
+
+    Args:
+        demand: (T,) customer demand of the path.
+        orders: One (T, S) array per policy: the requests each stage placed (after the core's
+            truncation), as ``Rollout.trajectory["requests"][i]``.
+        labels: The policies' names.
+        kinds: The policies' kinds, which set their colours.
+
+    Returns:
+        The figure and its (S,) array of axes, top to bottom.
+
+    Raises:
+        ValueError: If the shapes disagree or the lists differ in length.
+    """
+    path = np.asarray(demand, dtype=np.float64).ravel()
+    arrays = [_periods_by_stages(a) for a in orders]
+    if not arrays or len(labels) != len(arrays) or len(kinds) != len(arrays):
+        raise ValueError(f"orders, labels and kinds must have one entry per policy, got "
+                         f"{len(arrays)}, {len(labels)} and {len(kinds)}")
+    shape = arrays[0].shape
+    if any(a.shape != shape for a in arrays) or shape[0] != path.size:
+        raise ValueError(f"each policy's orders must be shaped (T, S) with T = {path.size} "
+                         f"periods, got {[a.shape for a in arrays]}")
+    periods, stages = shape
+    t = np.arange(1, periods + 1)
+    fig = _figure(figsize=(8.0, 1.2 + 2.2 * stages))
+    axes = fig.subplots(stages, 1, sharex=True, squeeze=False)[:, 0]
+    styles = ("-", "--", ":", "-.")
+    for stage, ax in enumerate(axes):
+        ax.step(t, path, where="mid", color="0.55", linewidth=2.5, alpha=0.6,
+                label="customer demand")
+        seen: dict[PolicyKind, int] = {}
+        for values, label, kind in zip(arrays, labels, kinds, strict=True):
+            kind = PolicyKind(kind)
+            style = styles[seen.get(kind, 0) % len(styles)]
+            seen[kind] = seen.get(kind, 0) + 1
+            ax.plot(t, values[:, stage], color=KIND_COLOURS[kind], linestyle=style, marker=".",
+                    label=label)
+        ax.set_title(f"stage {stage} (retailer)" if stage == 0 else f"stage {stage}")
+        ax.set_ylabel("units ordered")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small", ncols=2)
+    axes[-1].set_xlabel("period (day)")
+    fig.suptitle("Each stage's orders on one test demand path")
     return fig, axes
 
 

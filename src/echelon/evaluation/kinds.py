@@ -9,6 +9,7 @@ class PolicyKind(StrEnum):
     """The role of a policy in a comparison; it sets the policy's colour in every figure."""
 
     AGENT = "agent"
+    DECENTRALIZED = "decentralized agent"
     BEST_EXPERT = "best expert"
     EXPERT = "expert"
     BASELINE = "baseline"

@@ -12,6 +12,7 @@ import numpy as np
 
 from echelon._io import atomic_write_text
 from echelon.evaluation import figures, stats, verdicts
+from echelon.evaluation.decentralized import decentralized_section
 from echelon.evaluation.evaluate import Kind, PolicyResult
 from echelon.models.demand_fit import MISSPECIFIED_BELOW
 
@@ -84,7 +85,8 @@ def write_report(run, folder: Path, evaluation: dict[str, Any], search, baseline
                  agents: list[tuple[str, str, int, Path]], inventory: tuple | None = None,
                  model: dict[str, Any] | None = None, *, reference: str | None = None,
                  neural_inventory: tuple | None = None,
-                 neural_orders: dict[str, Any] | None = None) -> Path:
+                 neural_orders: dict[str, Any] | None = None,
+                 decentralized_view: dict[str, Any] | None = None) -> Path:
     """Writes ``figures/*.png`` and ``report.md`` into the run folder and returns the report path.
 
     Args:
@@ -103,6 +105,10 @@ def write_report(run, folder: Path, evaluation: dict[str, Any], search, baseline
             the reference; None skips the figure.
         neural_orders: The keyword arguments of :func:`figures.orders_against_position` for
             that neural policy; None skips the figure.
+        decentralized_view: For the section "The decentralized view": ``bullwhip`` (a list of
+            :class:`~echelon.evaluation.decentralized.BullwhipRow`), ``orders`` (the arguments of
+            :func:`figures.orders_by_stage`, or None) and ``pairs`` (labels of centralized and
+            decentralized heuristics to pair); None leaves the decentralized agents' table only.
     """
     folder = Path(folder)
     results = [PolicyResult.from_dict(p) for p in evaluation["policies"]]
@@ -197,12 +203,30 @@ def write_report(run, folder: Path, evaluation: dict[str, Any], search, baseline
     if model is not None:
         lines += _model_section(model, results, expert, bound, variants, run, reference)
 
-    # --- figures ----------------------------------------------------------------------------
+    # --- the decentralized view -------------------------------------------------------------
+    joint: dict[str, list[PolicyResult]] = {}
+    for r in results:
+        if r.kind is Kind.DECENTRALIZED:
+            joint.setdefault(r.params["variant"], []).append(r)
+    for name, runs in joint.items():  # the comparison figure shows them as means over seeds
+        mean, (lo, hi) = stats.seeds_and_paths_ci(np.stack([r.profit for r in runs]), rng,
+                                                  n_bootstrap=n_boot)
+        agent_rows.append({"label": name, "mean": mean, "ci_low": lo, "ci_high": hi,
+                           "kind": Kind.DECENTRALIZED.value})
     figure_dir = folder / "figures"
     figure_dir.mkdir(exist_ok=True)
+    view = decentralized_view or {}
+    orders_figure = None
+    if view.get("orders") is not None:
+        fig, _ = figures.orders_by_stage(*view["orders"])
+        orders_figure = figures.save_figure(fig, figure_dir / "decentralized_orders.png").name
+    lines += decentralized_section(results, bound, rng, n_boot, view.get("pairs", ()),
+                                   view.get("bullwhip", ()), orders_figure, number=5)
+
+    # --- figures ----------------------------------------------------------------------------
     made = _figures(figure_dir, results, bound, agent_rows, agents, inventory, neural_inventory,
                     neural_orders)
-    lines += ["## 5. Figures", ""]
+    lines += ["## 6. Figures", ""]
     captions = {
         "losses.png": "Figure 2: train (solid) and validation (dashed) losses per epoch, mean and band across seeds.",
         "comparison.png": "Figure 3: mean episode profit with 95% CIs (agents: mean over seeds, CI over seeds and paths), the paper's reported values marked.",
@@ -226,12 +250,12 @@ def write_report(run, folder: Path, evaluation: dict[str, Any], search, baseline
         lines += [f"![{captions[name]}](figures/{name})", "", f"*{captions[name]}*", ""]
 
     # --- verdicts ---------------------------------------------------------------------------
-    lines += ["## 6. The paper's claims", ""]
+    lines += ["## 7. The paper's claims", ""]
     for v in _verdicts(run, expert, bound, variants, paper_protocol, rng, n_boot):
         lines += [f"**{v.claim}** — {v.verdict}.", "", v.evidence, ""]
 
     # --- config ------------------------------------------------------------------------------
-    lines += ["## 7. Exact configuration and seeds", "",
+    lines += ["## 8. Exact configuration and seeds", "",
               f"Run seed {run.seed}; its search, collection, training and test streams are spawned "
               "from it (`numpy.random.SeedSequence(seed).spawn(4)`); agents are trained with seeds "
               f"{list(run.train.seeds)}. Behaviour policies (the search's top {len(search.ranked)}): "
@@ -453,7 +477,7 @@ def _figures(figure_dir, results, bound, agent_rows, agents, inventory, neural_i
         made.append("losses.png")
     entries = []
     for r in results:
-        if r.kind is Kind.AGENT:
+        if r.kind in (Kind.AGENT, Kind.DECENTRALIZED):  # shown as means over seeds below
             continue
         s = stats.summarize(r.profit)
         entry = {"label": r.name, "mean": s.mean, "ci_low": s.ci_low, "ci_high": s.ci_high, "kind": r.kind.value}
@@ -461,7 +485,7 @@ def _figures(figure_dir, results, bound, agent_rows, agents, inventory, neural_i
             entry["paper_value"] = PAPER["expert_mean"]
         entries.append(entry)
     for row in agent_rows:
-        entry = {**row, "label": f"{row['label']} (mean of seeds)", "kind": "agent"}
+        entry = {**row, "label": f"{row['label']} (mean of seeds)", "kind": row.get("kind", "agent")}
         if row["label"] == "iql":
             entry["paper_value"] = PAPER["iql_mean"]
         entries.append(entry)

@@ -2,12 +2,15 @@
 
 from echelon.policies.base import Policy
 from echelon.policies.base_stock import (
+    DecentralizedBaseStock,
+    DecentralizedTimeAwareBaseStock,
     EchelonBaseStock,
     LocalBaseStock,
     ReorderPointOrderUpTo,
     RequestMode,
     TimeAwareBaseStock,
 )
+from echelon.policies.decentralized import DecentralizedPolicy, StageBaseStock, decentralized_agents
 from echelon.policies.families import FAMILIES, Family, HeuristicSpec
 from echelon.policies.lp import perfect_information_bound
 from echelon.policies.mixture import Mixture
@@ -17,6 +20,9 @@ from echelon.policies.replay import PlanReplay
 
 __all__ = [
     "FAMILIES",
+    "DecentralizedBaseStock",
+    "DecentralizedPolicy",
+    "DecentralizedTimeAwareBaseStock",
     "EchelonBaseStock",
     "Family",
     "GaussianNoise",
@@ -30,6 +36,8 @@ __all__ = [
     "RequestMode",
     "RollingScenarioLP",
     "ShrinkingHorizonLP",
+    "StageBaseStock",
     "TimeAwareBaseStock",
+    "decentralized_agents",
     "perfect_information_bound",
 ]

@@ -1,4 +1,5 @@
-"""Base-stock heuristics: echelon and local (installation) base-stock, time-aware, and (s, S).
+"""Base-stock heuristics: echelon, local (installation) and decentralized base-stock, their
+time-aware variants, and (s, S).
 
 All take their parameters shaped (S,), one value per stage, or (N, S), one row per episode, so
 that many parameter settings run in one batch on common demand paths.
@@ -117,6 +118,52 @@ class LocalBaseStock(EchelonBaseStock):
         return position
 
 
+class DecentralizedBaseStock:
+    """Order up to ``z_i`` of the position the stage can see: on-hand plus its recent requests.
+
+    Stage i sees only its local observation (:func:`echelon.sim.stage_view.local_observation`):
+    its on-hand and its own requests of the last L_i periods. It does not see shipments, so it
+    counts each of those requests as in transit, even the part its supplier could not fill
+    (lost in v1, owed in v0). It requests ``max(z_i - seen_position_i, 0)``; in
+    ``RequestMode.CLIP`` at most its supplier's capacity c_i, the only limit it knows (it does not
+    see the supplier's stock). When every request is filled, the seen position is the stage's
+    on-hand plus in-transit stock, and the policy orders as :class:`LocalBaseStock` (in v1).
+
+    Args:
+        config: The chain.
+        levels: Levels [z] of each stage's seen position, shaped (S,) or (N, S).
+        mode: ``RequestMode.CLIP`` (default) or ``RequestMode.RAW``.
+    """
+
+    reads_observation = False
+
+    def __init__(
+        self, config: ChainConfig, levels: np.ndarray, mode: RequestMode = RequestMode.CLIP
+    ) -> None:
+        self.config = config
+        self.levels = stage_parameter("levels", levels, config.stages)
+        self.mode = RequestMode(mode)
+
+    def position(self, state: ChainState) -> np.ndarray:
+        """(N, S) each stage's on-hand plus its own requests of the last L_i periods."""
+        n = state.period
+        position = state.on_hand.copy()
+        for i, lead in enumerate(self.config.lead_time):
+            played = min(n, lead)
+            if played:
+                # Whole units (the core truncates requests), so the sum is exact in any order:
+                # the same number as the stage's own sum over its local observation.
+                position[:, i] += state.requests[n - played : n, :, i].sum(axis=0)
+        return position
+
+    def act(self, obs: np.ndarray | None, state: ChainState) -> np.ndarray:
+        check_rows("levels", self.levels, state.episodes)
+        requests = np.maximum(self.levels - self.position(state), 0.0)
+        if self.mode is RequestMode.CLIP:
+            np.minimum(requests, self.config.arrays.capacity, out=requests)
+        return requests
+
+
 class TimeAwareBaseStock:
     """Echelon base-stock that stops ordering near the horizon.
 
@@ -133,6 +180,8 @@ class TimeAwareBaseStock:
     """
 
     reads_observation = False
+    base_policy: type = EchelonBaseStock
+    """The base-stock policy followed up to each stage's last ordering period."""
 
     def __init__(
         self,
@@ -141,7 +190,7 @@ class TimeAwareBaseStock:
         last_order_period: np.ndarray,
         mode: RequestMode = RequestMode.CLIP,
     ) -> None:
-        self.base = EchelonBaseStock(config, levels, mode)
+        self.base = self.base_policy(config, levels, mode)
         self.last_order_period = stage_parameter(
             "last_order_period", last_order_period, config.stages
         )
@@ -154,6 +203,23 @@ class TimeAwareBaseStock:
         check_rows("last_order_period", self.last_order_period, state.episodes)
         requests = self.base.act(obs, state)
         return np.where(state.period <= self.last_order_period, requests, 0.0)
+
+
+class DecentralizedTimeAwareBaseStock(TimeAwareBaseStock):
+    """Decentralized base-stock that stops ordering near the horizon.
+
+    Stage i orders as :class:`DecentralizedBaseStock` in periods ``0 .. last_order_period_i``
+    and nothing afterwards: besides its local observation, a stage knows the period.
+
+    Args:
+        config: The chain.
+        levels: Levels [z] of each stage's seen position, shaped (S,) or (N, S).
+        last_order_period: The last period in which each stage may still order, shaped (S,)
+            or (N, S); -1 means never, T-1 means always.
+        mode: ``RequestMode.CLIP`` (default) or ``RequestMode.RAW``.
+    """
+
+    base_policy = DecentralizedBaseStock
 
 
 class ReorderPointOrderUpTo:

@@ -11,6 +11,7 @@ its lists and the conversion both ways, the policy it builds, the wide search bo
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,12 +21,15 @@ import numpy as np
 
 from echelon.policies.base import Policy
 from echelon.policies.base_stock import (
+    DecentralizedBaseStock,
+    DecentralizedTimeAwareBaseStock,
     EchelonBaseStock,
     LocalBaseStock,
     ReorderPointOrderUpTo,
     RequestMode,
     TimeAwareBaseStock,
 )
+from echelon.policies.pattern import pattern_search
 from echelon.sim.config import ChainConfig
 
 Params = dict[str, list[float]]
@@ -43,6 +47,12 @@ class Family(enum.Enum):
     """(s, S) on echelon position: reorder points s, then order-up-to levels S."""
     LOCAL = "local"
     """Local (installation) base-stock: levels z (S values) of each stage's own position."""
+    DECENTRALIZED = "decentralized"
+    """Decentralized base-stock: levels z (S values) of the position each stage sees (its
+    on-hand and its own recent requests)."""
+    DECENTRALIZED_TIME_AWARE = "decentralized-time-aware"
+    """Decentralized base-stock with a last ordering period per stage: z, then
+    last_order_period."""
 
     def size(self, stages: int) -> int:
         """Length P of a parameter vector for a chain of S stages."""
@@ -182,6 +192,36 @@ def _local_start(start: SearchStart) -> np.ndarray:
     return start.spacing / 2.0
 
 
+class _NoCutOff:
+    """Scores (K, S) levels as time-aware vectors that order to the end (last period T-1)."""
+
+    def __init__(self, scores: Scores, config: ChainConfig) -> None:
+        self.scores = scores
+        self.always = np.full(config.stages, config.periods - 1.0)
+
+    def __call__(self, levels: np.ndarray) -> np.ndarray:
+        return self.scores(np.hstack([levels, np.tile(self.always, (len(levels), 1))]))
+
+    def top(self, k: int) -> np.ndarray:
+        """The levels of the k best vectors scored (only levels are scored before the cut-offs)."""
+        return self.scores.top(k)[:, : len(self.always)]
+
+
+def _decentralized_time_aware_start(start: SearchStart) -> np.ndarray:
+    """The decentralized levels ordering to the end, found as the decentralized family's search
+    finds them (its start, :func:`_local_start`, then a pattern search of the levels alone);
+    then the cut-offs as :func:`_time_aware_start` finds them, from those levels.
+
+    Ordering to the end, the family is the decentralized one, so its search explores every
+    setting the decentralized search does and can only do as well on the search paths.
+    """
+    levels = _NoCutOff(start.scores, start.config)
+    step = _local_start(dataclasses.replace(start, scores=levels))
+    lower, upper = _level_bounds(start.config)
+    found = pattern_search(levels, levels.top(start.starts), step, lower, upper)
+    return _time_aware_start(dataclasses.replace(start, levels=found))
+
+
 FAMILIES: dict[Family, HeuristicFamily] = {
     Family.BASE_STOCK: HeuristicFamily(
         keys=("z",), to_params=_levels_to_params, from_params=_lists("z"),
@@ -207,6 +247,21 @@ FAMILIES: dict[Family, HeuristicFamily] = {
         keys=("z",), to_params=_levels_to_params, from_params=_lists("z"),
         build=lambda config, vectors, mode: LocalBaseStock(config, vectors, mode),
         bounds=_level_bounds, start=_local_start,
+    ),
+    # A stage's seen position is its local position while its requests are filled: the local
+    # family's start fits.
+    Family.DECENTRALIZED: HeuristicFamily(
+        keys=("z",), to_params=_levels_to_params, from_params=_lists("z"),
+        build=lambda config, vectors, mode: DecentralizedBaseStock(config, vectors, mode),
+        bounds=_level_bounds, start=_local_start,
+    ),
+    Family.DECENTRALIZED_TIME_AWARE: HeuristicFamily(
+        keys=("z", "last_order_period"), to_params=_time_aware_params,
+        from_params=_lists("z", "last_order_period"),
+        build=lambda config, vectors, mode: DecentralizedTimeAwareBaseStock(
+            config, vectors[..., : config.stages], vectors[..., config.stages :], mode),
+        bounds=_time_aware_bounds, start=_decentralized_time_aware_start,
+        start_batch=lambda config: 3 * (config.periods + 1),
     ),
 }
 """The registry: every family's entry."""

@@ -61,6 +61,12 @@ BASELINES: dict[str, Baseline] = {
     "oracle": Baseline("perfect-information bound", bound=True),
     "neural": Baseline("neural policy (true demand law)", planner=_neural_true_law,
                        params={"neural": _NEURAL}, default=False),
+    # Each stage acting on its own local observation (on-hand and recent requests), as the
+    # decentralized agents do: the heuristic they are compared with.
+    "decentralized": Baseline("tuned decentralized base-stock", tuned_family="decentralized",
+                              default=False),
+    "decentralized-time-aware": Baseline("tuned decentralized time-aware base-stock",
+                                         tuned_family="decentralized-time-aware", default=False),
 }
 
 DEFAULT_BASELINES = tuple(name for name, baseline in BASELINES.items() if baseline.default)

@@ -183,6 +183,54 @@ class ModelStageConfig:
 
 
 @dataclass(frozen=True)
+class DecentralizedConfig:
+    """The decentralized view: one agent per stage, each trained on its own per-stage log (the
+    split of the run's dataset), beside the centralized agent of the same algorithm."""
+
+    enabled: bool = False
+    """Train and evaluate decentralized agents (and report the decentralized view)."""
+    algorithms: tuple[str, ...] = ()
+    """Algorithms trained per stage, each with the settings of its centralized variant in
+    ``[train]`` (preset, epochs, overrides): some of ``train.algorithms`` (empty: all)."""
+    rewards: tuple[str, ...] = ("local", "profit", "team")
+    """Stage rewards to train with (``echelon.sim.stage_view.StageReward`` values); algorithms
+    that ignore rewards (behaviour cloning) are trained once."""
+    seeds: int = 0
+    """How many of ``train.seeds``, the first ones, to train with (0: all of them)."""
+
+    def __post_init__(self) -> None:
+        from echelon.sim.stage_view import parse_reward
+
+        if not isinstance(self.enabled, bool):
+            raise ValueError(f"decentralized.enabled must be true or false, got {self.enabled!r}")
+        for name in ("algorithms", "rewards"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        unknown = [a for a in self.algorithms if a not in ALGORITHMS]
+        if unknown or len(set(self.algorithms)) != len(self.algorithms):
+            raise ValueError(f"decentralized.algorithms must list distinct algorithms of "
+                             f"{sorted(ALGORITHMS)}, got {list(self.algorithms)}")
+        if not self.rewards or len(set(self.rewards)) != len(self.rewards):
+            raise ValueError(f"decentralized.rewards must list distinct rewards, got "
+                             f"{list(self.rewards)}")
+        for reward in self.rewards:
+            try:
+                parse_reward(reward)
+            except ValueError as error:
+                raise ValueError(f"decentralized.rewards: {error}") from None
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 0:
+            raise ValueError(f"decentralized.seeds must be an integer >= 0 (how many of "
+                             f"train.seeds; 0: all), got {self.seeds!r}")
+
+    def chosen_algorithms(self, train: TrainStageConfig) -> tuple[str, ...]:
+        """The algorithms trained per stage: ``algorithms``, or all of ``train.algorithms``."""
+        return self.algorithms or train.algorithms
+
+    def chosen_seeds(self, train: TrainStageConfig) -> tuple[int, ...]:
+        """The seeds trained per stage: the first ``seeds`` of ``train.seeds`` (0: all)."""
+        return train.seeds[: self.seeds] if self.seeds else train.seeds
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one run of the pipeline needs, resolved from a preset."""
 
@@ -202,6 +250,8 @@ class RunConfig:
     """The held-out evaluation."""
     model: ModelStageConfig = field(default_factory=ModelStageConfig)
     """The model-based route from the same logs."""
+    decentralized: DecentralizedConfig = field(default_factory=DecentralizedConfig)
+    """The decentralized view: per-stage agents trained on per-stage logs."""
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
@@ -209,6 +259,12 @@ class RunConfig:
         if self.collect.weights and len(self.collect.weights) != self.search.top_k:
             raise ValueError(f"collect.weights has {len(self.collect.weights)} weights for the "
                              f"search's {self.search.top_k} best settings (search.top_k)")
+        view = self.decentralized
+        missing = [a for a in view.algorithms if a not in self.train.algorithms]
+        if view.enabled and missing:
+            raise ValueError(f"decentralized.algorithms {missing} are not in train.algorithms "
+                             f"{list(self.train.algorithms)}: each is compared with the "
+                             "centralized agent of the same algorithm")
         if not isinstance(self.name, str) or not _RUN_NAME.fullmatch(self.name) or len(self.name) > 100:
             raise ValueError(
                 f"name must be a plain folder name (letters, digits, '.', '_', '-', not starting "
@@ -235,7 +291,8 @@ class RunConfig:
 _RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 
 _SECTIONS = {"chain": ChainConfig, "search": SearchConfig, "collect": CollectConfig,
-             "train": TrainStageConfig, "evaluate": EvaluateConfig, "model": ModelStageConfig}
+             "train": TrainStageConfig, "evaluate": EvaluateConfig, "model": ModelStageConfig,
+             "decentralized": DecentralizedConfig}
 
 
 def _parse_value(text: str) -> Any:

@@ -4,6 +4,7 @@
     collect  -> dataset.h5        the mixture-of-experts dataset
     tune     -> baselines.json    strong heuristics tuned on the search stream
     train    -> agents/<variant>-s<seed>/checkpoint.pt, metrics.csv
+    decentralized -> stages/<reward>/*.h5, agents/decentralized/*  per-stage logs and agents
     model    -> model.json        the demand fit and the plans in the fitted model
     evaluate -> eval.json         every policy on the same held-out test paths
     report   -> figures/*.png, report.md
@@ -21,7 +22,9 @@ from typing import Any
 
 from echelon.policies.search import SearchResult
 from echelon.run import stages
+from echelon.run.baselines import TUNED
 from echelon.run.config import RunConfig
+from echelon.run.decentralized import decentralized_agents, decentralized_view
 from echelon.run.executor import LazyExecutor, Resources, check_executor
 from echelon.run.folder import digest, open_run_folder, read_json, write_json
 
@@ -63,7 +66,7 @@ def reproduce(
     stages.check_sizes(run)
     folder = open_run_folder(run, out, force=force, log=log)
     started = time.perf_counter()
-    stage_count = 7
+    stage_count = 8
 
     def header(index: int, name: str, detail: str = "") -> None:
         log(f"[{index}/{stage_count}] {name}{': ' + detail if detail else ''} "
@@ -91,7 +94,7 @@ def reproduce(
 
     # 3. tune the strong baselines
     tune_digest = digest("tune", run.chain, run.seed, run.evaluate.tuning_episodes,
-                          sorted(set(run.evaluate.baselines) & {"tuned", "time-aware"}))
+                          sorted(set(run.evaluate.baselines) & set(TUNED)))
     header(3, "tune baselines", f"wide searches on {run.evaluate.tuning_episodes} paths")
 
     def run_tune_stage() -> dict[str, Any]:
@@ -102,11 +105,11 @@ def reproduce(
     baselines = folder.cached("tune", tune_digest, "baselines.json", run_tune_stage, write_json,
                               read_json, log)
 
-    # 5. the model-based route (its neural plans are tasks of the executor too)
+    # 6. the model-based route (its neural plans are tasks of the executor too)
     model_digest = digest("model", collect_digest, run.model, run.evaluate.episodes)
 
     def run_model_stage(runner, resources) -> dict[str, Any] | None:
-        header(5, "model-based route", f"fit {run.model.law} demand to the logs, plan in the model"
+        header(6, "model-based route", f"fit {run.model.law} demand to the logs, plan in the model"
                if run.model.enabled else "disabled")
         if not run.model.enabled:
             return None
@@ -117,7 +120,7 @@ def reproduce(
                                                          resources=resources, log=log),
                               write_json, read_json, log)
 
-    # 4. train
+    # 4. train, then 5. the decentralized view
     train_started = time.perf_counter()
     jobs = stages.train_jobs(variants, run.train.seeds, folder.path, collect_digest)
     header(4, "train", f"{len(jobs)} agents: {', '.join(v.name for v in variants)} x seeds "
@@ -132,28 +135,36 @@ def reproduce(
                                      dataset_path=folder.path / "dataset.h5", progress=progress,
                                      log=log)
         log(f"  ({time.perf_counter() - train_started:.1f} s)")
+        view = run.decentralized
+        header(5, "decentralized view", f"per-stage logs and agents: "
+               f"{', '.join(view.chosen_algorithms(run.train))} x rewards {list(view.rewards)} x "
+               f"seeds {list(view.chosen_seeds(run.train))}" if view.enabled else "disabled")
+        decentralized = (decentralized_agents(run, folder, data, variants, collect_digest,
+                                              executor=runner, resources=resources,
+                                              progress=progress, log=log)
+                         if view.enabled else [])
         model = run_model_stage(runner, resources)
     finally:
         runner.close()
     models: dict[str, Any] = model["policies"] if model is not None else {}
     train_digest = digest("agents", [job.digest for job in jobs])
 
-    # 6. evaluate
+    # 7. evaluate
     eval_digest = digest("evaluate", search_digest, tune_digest, train_digest, model_digest,
-                          run.evaluate, run.chain, run.seed)
-    header(6, "evaluate", f"every policy on {run.evaluate.episodes} held-out paths")
+                          run.evaluate, run.chain, run.seed, run.decentralized)
+    header(7, "evaluate", f"every policy on {run.evaluate.episodes} held-out paths")
 
     def run_evaluate_stage() -> dict[str, Any]:
         evaluation = stages.evaluate_stage(run, folder.path, search, baselines, agents, models=models,
-                                    log=log)
+                                           decentralized=decentralized, log=log)
         log(f"  {len(evaluation['policies'])} policies")
         return evaluation
 
     evaluation = folder.cached("evaluate", eval_digest, "eval.json", run_evaluate_stage,
                                write_json, read_json, log)
 
-    # 7. figures and report (cheap: always redone)
-    header(7, "figures and report")
+    # 8. figures and report (cheap: always redone)
+    header(8, "figures and report")
     from echelon.agents.trainer import AgentPolicy
     from echelon.evaluation.report import write_report
     from echelon.run.baselines import BASELINES
@@ -172,7 +183,10 @@ def reproduce(
                                                       reference)
     report = write_report(run, folder.path, evaluation, search, baselines, agents, inventory,
                           model if run.model.enabled else None, reference=reference,
-                          neural_inventory=neural_inventory, neural_orders=neural_orders)
+                          neural_inventory=neural_inventory, neural_orders=neural_orders,
+                          decentralized_view=decentralized_view(run, folder.path, evaluation,
+                                                                search, baselines, agents,
+                                                                decentralized))
     log(f"done in {stages.minutes(time.perf_counter() - started)}: {report}")
     return report
 

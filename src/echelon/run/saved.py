@@ -20,11 +20,23 @@ from echelon.sim.config import ChainConfig
 def saved_agent(path: str | Path) -> tuple[TrainedAgent, ChainConfig]:
     """A trained agent from its folder (or checkpoint file), and the chain it was trained for.
 
+    A folder of decentralized agents (``decentralized.json``, from ``echelon train
+    --decentralized``) is one agent: its algorithm and whole chain are the manifest's, its seed
+    the first stage's, and its ``checkpoint`` the folder.
+
     Raises:
-        CheckpointError: If the checkpoint is missing or damaged.
+        CheckpointError: If the checkpoint (or the manifest, or its first stage's checkpoint) is
+            missing or damaged.
     """
+    from echelon.agents.decentralized import manifest_path, read_manifest
     from echelon.agents.trainer import CHECKPOINT_NAME, load_checkpoint
 
+    if manifest_path(path) is not None:
+        manifest = read_manifest(path)
+        first = load_checkpoint(manifest.checkpoints[0])
+        agent = TrainedAgent(manifest.folder.resolve().name, manifest.algorithm,
+                             first["train_config"]["seed"], manifest.folder.resolve())
+        return agent, manifest.chain
     path = Path(path)
     checkpoint = path / CHECKPOINT_NAME if path.is_dir() else path
     saved = load_checkpoint(checkpoint)
@@ -69,7 +81,7 @@ def evaluate_saved(
     """Saved agents and planned policies with the baselines on common held-out paths.
 
     Args:
-        agent_paths: Agent folders or checkpoint files.
+        agent_paths: Agent folders (decentralized ones too) or checkpoint files.
         policy_paths: Folders (or files) of ``policy.json`` from ``echelon plan``.
         baselines: Keys of ``echelon.run.BASELINES``.
         episodes: Held-out paths, >= 2 (the paper's protocol uses the first 100 at most).
@@ -83,6 +95,7 @@ def evaluate_saved(
     Raises:
         ValueError: On a damaged agent or policy, agents of different chains, or bad sizes.
     """
+    from echelon.agents.decentralized import load_agent
     from echelon.models import load_spec
     from echelon.models.planning import load_policy
 
@@ -95,6 +108,8 @@ def evaluate_saved(
         agents.append(agent)
         chains[str(path)] = agent_chain
     run = dataclasses.replace(run, chain=agents_chain(chains, chain))
+    for agent in agents:  # refuses a damaged agent (any stage of a decentralized one) early
+        load_agent(agent.checkpoint, run.chain, device="cpu")
     models = {}
     for path in policy_paths:
         load_policy(path, run.chain)  # refuses a damaged spec before any work

@@ -231,7 +231,9 @@ def train_agents(data: OfflineDataset, jobs: list[TrainJob], folder: RunFolder, 
     todo: list[TrainJob] = []
     resumed: set[Path] = set()  # their time covers part of their steps: no rate from them
     for index, job in enumerate(jobs):
-        name, config, checkpoint = job.folder.name, job.train_config, job.folder / CHECKPOINT_NAME
+        # Relative to agents/: iql-s0, or decentralized/iql-local-s0/retailer for a stage's.
+        name = os.path.relpath(job.folder, folder.path / "agents")
+        config, checkpoint = job.train_config, job.folder / CHECKPOINT_NAME
         stage_file = job.folder / "stage.json"
         resume = stage_digest(stage_file) == job.digest
         count = f"[{index + 1}/{len(jobs)}]"
@@ -239,7 +241,8 @@ def train_agents(data: OfflineDataset, jobs: list[TrainJob], folder: RunFolder, 
             log(f"  {count} {name}: done earlier, skipped")
             continue
         if not resume and checkpoint.exists():  # trained with other inputs
-            folder.clear(f"agent {name}", job.digest, f"agents/{name}", recorded="other inputs")
+            folder.clear(f"agent {name}", job.digest, os.path.relpath(job.folder, folder.path),
+                         recorded="other inputs")
         if resume and checkpoint.exists():
             log(f"  {count} {name}: resuming")
             resumed.add(job.folder)
@@ -576,12 +579,14 @@ def held_out_paths(run: RunConfig) -> np.ndarray:
 
 def evaluate_stage(run: RunConfig, folder: Path, search: SearchResult, baselines: dict[str, Any],
                    agents: list[TrainedAgent], *, models: dict[str, Any] | None = None,
-                   log=print) -> dict[str, Any]:
+                   decentralized: list[Any] = (), log=print) -> dict[str, Any]:
     """Every policy on the same test paths; returns what ``eval.json`` holds.
 
-    ``models`` maps the names of model-based policies to their specs (``model.json``).
+    ``models`` maps the names of model-based policies to their specs (``model.json``);
+    ``decentralized`` holds the joint agents of the decentralized view
+    (:class:`echelon.run.decentralized.DecentralizedAgent`).
     """
-    from echelon.agents.trainer import AgentPolicy
+    from echelon.agents.decentralized import load_agent
     from echelon.evaluation.evaluate import Kind, evaluate_bound, evaluate_policy
     from echelon.policies.families import HeuristicSpec
 
@@ -607,9 +612,17 @@ def evaluate_stage(run: RunConfig, folder: Path, search: SearchResult, baselines
                                            baseline.planner(run.chain), paths, dict(baseline.params)))
     for variant, algorithm, seed, path in agents:
         results.append(evaluate_policy(run.chain, f"{variant} seed {seed}", Kind.AGENT,
-                                       AgentPolicy(path, run.chain, device="cpu"), paths,
+                                       load_agent(path, run.chain, device="cpu"), paths,
                                        {"variant": variant, "algorithm": algorithm, "seed": seed,
                                         "checkpoint": os.path.relpath(path, folder)}))
+    for variant, algorithm, reward, seed, joint in decentralized:
+        from echelon.agents.decentralized import load_decentralized
+
+        results.append(evaluate_policy(run.chain, f"{variant} seed {seed}", Kind.DECENTRALIZED,
+                                       load_decentralized(joint, run.chain, device="cpu"), paths,
+                                       {"variant": variant, "algorithm": algorithm,
+                                        "reward": reward, "seed": seed,
+                                        "checkpoint": os.path.relpath(joint, folder)}))
     for name, spec in (models or {}).items():
         from echelon.models import policy_from_spec
 
