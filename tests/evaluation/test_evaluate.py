@@ -6,6 +6,8 @@ import pytest
 from echelon._limits import SizeLimitError
 from echelon.evaluation.evaluate import Kind, blockable, evaluate_bound, evaluate_policy
 from echelon.policies.base_stock import (
+    DecentralizedBaseStock,
+    DecentralizedTimeAwareBaseStock,
     EchelonBaseStock,
     LocalBaseStock,
     ReorderPointOrderUpTo,
@@ -28,6 +30,8 @@ def _heuristics(config):
         LocalBaseStock(config, [60.0, 90.0, 120.0]),
         TimeAwareBaseStock(config, LEVELS, [25, 20, 12]),
         ReorderPointOrderUpTo(config, [50.0, 120.0, 30.0], [90.0, 200.0, 60.0], RequestMode.RAW),
+        DecentralizedBaseStock(config, [150.0, 300.0, 450.0], RequestMode.RAW),
+        DecentralizedTimeAwareBaseStock(config, [97.0, 172.0, 90.0], [26, 20, 12]),
     ]
 
 

@@ -16,6 +16,7 @@ from echelon.evaluation.figures import (
     ladder,
     loss_curves,
     orders_against_position,
+    orders_by_stage,
     policy_comparison,
     save_figure,
 )
@@ -195,6 +196,27 @@ def test_orders_against_position_without_a_reference_and_bad_shapes():
         orders_against_position(positions[0], orders[0], "mlp")
     with pytest.raises(ValueError, match="reference_levels must have 1"):
         orders_against_position(positions, orders, "mlp", reference_levels=[1.0, 2.0])
+
+
+def test_orders_by_stage_a_panel_per_stage_with_demand_and_each_policy():
+    demand = np.array([3.0, 5.0, 4.0, 6.0])
+    central = np.arange(12.0).reshape(4, 3)
+    local = central + 1.0
+    fig, axes = orders_by_stage(demand, [central, local, central * 2],
+                                ["iql (centralized)", "iql (decentralized)", "bc (centralized)"],
+                                [PolicyKind.AGENT, PolicyKind.DECENTRALIZED, PolicyKind.AGENT])
+    assert len(axes) == 3 and axes[0].get_title() == "stage 0 (retailer)"
+    lines = axes[2].get_lines()
+    assert [line.get_label() for line in lines] == [
+        "customer demand", "iql (centralized)", "iql (decentralized)", "bc (centralized)"]
+    np.testing.assert_array_equal(lines[2].get_ydata(), local[:, 2])
+    assert lines[1].get_color() == KIND_COLOURS[PolicyKind.AGENT]
+    assert lines[2].get_color() == KIND_COLOURS[PolicyKind.DECENTRALIZED]
+    assert lines[1].get_linestyle() != lines[3].get_linestyle()  # same kind: other style
+    with pytest.raises(ValueError, match="one entry per policy"):
+        orders_by_stage(demand, [central], ["a", "b"], [PolicyKind.AGENT])
+    with pytest.raises(ValueError, match="T = 4 periods"):
+        orders_by_stage(demand, [central[:3]], ["a"], [PolicyKind.AGENT])
 
 
 def test_ladder_shares_of_the_bound():

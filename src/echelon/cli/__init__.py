@@ -273,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "trained agents and strong baselines on the same held-out paths",
                        _options(_episodes_option(1000)), seed, json_)
     evaluate.add_argument("--agent", nargs="*", default=[], metavar="DIR",
-                          help="agent folders (or checkpoint files) from echelon train")
+                          help="agent folders (or checkpoint files) from echelon train, "
+                          "decentralized ones (with decentralized.json) too")
     evaluate.add_argument("--policy", nargs="*", default=[], metavar="DIR",
                           help="planned policies (folders with policy.json from echelon plan)")
     evaluate.add_argument("--baselines", default=",".join(DEFAULT_BASELINES),

@@ -434,7 +434,7 @@ def _train_decentralized(args: argparse.Namespace, algo_config, configs) -> int:
     root = root if root.is_dir() else root.parent
     if args.seeds:
         parent = Path(args.out) if args.out else root / "agents"
-        folders = [parent / f"{args.algorithm}-s{config.seed}" for config in configs]
+        folders = [parent / f"{args.algorithm}-decentralized-s{config.seed}" for config in configs]
     else:
         folders = [Path(args.out) if args.out
                    else root / "agents" / f"{args.algorithm}-decentralized-s{args.seed}"]

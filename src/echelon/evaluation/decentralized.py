@@ -72,6 +72,29 @@ def _by_seed(results, kind: PolicyKind, key: tuple[str, ...]) -> dict[tuple, dic
     return out
 
 
+def _best_reward(algorithm: str, reward: str, mean: float, decentralized: dict, rng,
+                 n_bootstrap: int) -> str:
+    """The line saying which stage reward works best for ``algorithm``, and by how much it
+    leads the runner-up on the seeds both have (paired, two-level bootstrap)."""
+    runs = {r: by_seed for (a, r), by_seed in decentralized.items() if a == algorithm}
+    if len(runs) == 1:
+        return (f"- {algorithm}: its learning reads no reward, so one set of agents serves every "
+                "stage reward." if reward == "any" else
+                f"- {algorithm}: only the {reward} reward was trained.")
+    means = {r: np.mean([p.profit for p in by_seed.values()]) for r, by_seed in runs.items()}
+    second = max((r for r in runs if r != reward), key=means.get)
+    seeds = sorted(set(runs[reward]) & set(runs[second]))
+    if not seeds:
+        return (f"- {algorithm}: the {reward} reward works best ({_fmt(mean)}), ahead of "
+                f"{second} ({_fmt(means[second])}), on other seeds.")
+    gap, (low, high) = stats.seeds_and_paths_ci(
+        np.stack([runs[reward][s].profit - runs[second][s].profit for s in seeds]), rng,
+        n_bootstrap=n_bootstrap)
+    settled = "clearly" if low > 0 else "not clearly (the interval includes 0)"
+    return (f"- {algorithm}: the {reward} reward works best ({_fmt(mean)}), {settled} ahead of "
+            f"{second} by {gap:+.2f} [{low:+.2f}, {high:+.2f}].")
+
+
 def _fmt(x: float, digits: int = 2) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
@@ -157,22 +180,7 @@ def decentralized_section(
                 f"{_points(-difference, bound)} |")
         lines.append("")
         for algorithm, (reward, mean) in best.items():
-            others = [(r, np.stack([runs[s].profit for s in sorted(runs)]))
-                      for (a, r), runs in decentralized.items() if a == algorithm]
-            if len(others) == 1:
-                lines.append(f"- {algorithm}: its learning reads no reward, so one set of "
-                             "agents serves every stage reward." if reward == "any" else
-                             f"- {algorithm}: only the {reward} reward was trained.")
-                continue
-            runner_up = max((o for o in others if o[0] != reward), key=lambda o: o[1].mean())
-            winner = next(o[1] for o in others if o[0] == reward)
-            rows = min(len(winner), len(runner_up[1]))
-            gap, (low, high) = stats.seeds_and_paths_ci(winner[:rows] - runner_up[1][:rows], rng,
-                                                        n_bootstrap=n_bootstrap)
-            settled = "clearly" if low > 0 else "not clearly (the interval includes 0)"
-            lines.append(f"- {algorithm}: the {reward} reward works best ({_fmt(mean)}), "
-                         f"{settled} ahead of {runner_up[0]} by {gap:+.2f} [{low:+.2f}, "
-                         f"{high:+.2f}].")
+            lines.append(_best_reward(algorithm, reward, mean, decentralized, rng, n_bootstrap))
         lines.append("")
     if pairs:
         lines += ["Decentralized heuristics against their centralized counterparts, each tuned "

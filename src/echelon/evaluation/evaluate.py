@@ -23,6 +23,8 @@ from echelon._limits import check_memory
 from echelon.evaluation.kinds import PolicyKind
 from echelon.policies.base import Policy
 from echelon.policies.base_stock import (
+    DecentralizedBaseStock,
+    DecentralizedTimeAwareBaseStock,
     EchelonBaseStock,
     LocalBaseStock,
     ReorderPointOrderUpTo,
@@ -84,17 +86,18 @@ class PolicyResult:
 def blockable(policy: Policy) -> bool:
     """Whether a policy provably orders for each episode what it orders for it in any batch.
 
-    True for the base-stock heuristics (echelon, local, time-aware, (s, S)) with one parameter
-    setting for every episode: their orders are elementwise functions of the episode's own state
-    row and cumulative sums along its stages. Their exact classes only: a subclass may keep state.
+    True for the base-stock heuristics (echelon, local, decentralized, their time-aware
+    variants, (s, S)) with one parameter setting for every episode: their orders are elementwise
+    functions of the episode's own state row, cumulative sums along its stages and sums of its
+    own logged requests. Their exact classes only: a subclass may keep state.
     Every other policy may depend on its batch: per-episode arrays (a mixture's assignment,
     per-episode levels, replayed plans), state across calls (a noise or scenario generator, whose
     draws follow the batch's size), or networks (whose matrix products may round differently for
     another batch size).
     """
-    if type(policy) is TimeAwareBaseStock:
+    if type(policy) in (TimeAwareBaseStock, DecentralizedTimeAwareBaseStock):
         return blockable(policy.base) and policy.last_order_period.ndim == 1
-    if type(policy) in (EchelonBaseStock, LocalBaseStock):
+    if type(policy) in (EchelonBaseStock, LocalBaseStock, DecentralizedBaseStock):
         return policy.levels.ndim == 1
     if type(policy) is ReorderPointOrderUpTo:
         return policy.reorder_point.ndim == 1 and policy.order_up_to.ndim == 1

@@ -21,7 +21,7 @@ import numpy as np
 
 from echelon.run.config import RunConfig
 from echelon.run.folder import RunFolder, digest, stage_digest, write_json
-from echelon.run.stages import AgentVariant, TrainJob, train_agents
+from echelon.run.stages import AgentVariant, TrainJob, TrainSource, train_sources
 
 # The reward label of agents whose algorithm reads no rewards: any stage reward gives them.
 ANY_REWARD = "any"
@@ -102,6 +102,7 @@ def decentralized_agents(run: RunConfig, folder: RunFolder, data, variants: list
     agents = [DecentralizedAgent(f"{algorithm}-decentralized-{label}", algorithm, label, seed,
                                  root / f"{algorithm}-{label}-s{seed}")
               for algorithm, label, _ in plans for seed in seeds]
+    sources = []
     for reward in dict.fromkeys(source for _, _, source in plans):
         split, split_digest = splits[reward]
         for stage, name in enumerate(split.names):
@@ -117,10 +118,9 @@ def decentralized_agents(run: RunConfig, folder: RunFolder, data, variants: list
                                          root / f"{algorithm}-{label}-s{seed}" / name,
                                          digest("train", split_digest, stage, algorithm,
                                                 base.algo_config, train_config)))
-            log(f"  {name} ({reward} reward): {len(jobs)} agents")
-            train_agents(split.dataset(stage), jobs, folder, ensemble=run.train.ensemble,
-                         executor=executor, resources=resources,
-                         dataset_path=split.files[stage], progress=progress, log=log)
+            sources.append(TrainSource(split.dataset(stage), split.files[stage], jobs))
+    train_sources(sources, folder, ensemble=run.train.ensemble, executor=executor,
+                  resources=resources, progress=progress, log=log)
     for agent in agents:
         reward = agent.reward if agent.reward != ANY_REWARD else view.rewards[0]
         split = splits[reward][0]

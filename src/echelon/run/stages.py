@@ -181,6 +181,17 @@ def train_jobs(variants: list[AgentVariant], seeds: tuple[int, ...], run_folder:
     return jobs
 
 
+class TrainSource(NamedTuple):
+    """A dataset and the agents to train on it."""
+
+    data: OfflineDataset
+    """The dataset (the local executor's tasks use it as it is)."""
+    path: Path | None
+    """Its file, as the executor's workers see it (needed by executors other than local)."""
+    jobs: list[TrainJob]
+    """From :func:`train_jobs`."""
+
+
 def train_agents(data: OfflineDataset, jobs: list[TrainJob], folder: RunFolder, *,
                  ensemble: int | str = "auto", executor: Any = None, resources: Any = None,
                  dataset_path: Path | None = None, progress: bool = False,
@@ -216,6 +227,19 @@ def train_agents(data: OfflineDataset, jobs: list[TrainJob], folder: RunFolder, 
         ValueError: If ``ensemble`` is negative, or an executor other than local is given no
             ``dataset_path``.
     """
+    train_sources([TrainSource(data, dataset_path, jobs)], folder, ensemble=ensemble,
+                  executor=executor, resources=resources, progress=progress, log=log)
+    return [job.agent for job in jobs]
+
+
+def train_sources(sources: list[TrainSource], folder: RunFolder, *, ensemble: int | str = "auto",
+                  executor: Any = None, resources: Any = None, progress: bool = False,
+                  log=print) -> None:
+    """:func:`train_agents` for jobs on several datasets (the per-stage logs), whose tasks all
+    go to the executor at once, so that its workers stay busy across datasets.
+
+    Arguments and errors as :func:`train_agents`.
+    """
     from echelon.agents.trainer import CHECKPOINT_NAME, load_checkpoint
     from echelon.run.executor import LocalExecutor, Resources, Task
 
@@ -224,44 +248,50 @@ def train_agents(data: OfflineDataset, jobs: list[TrainJob], folder: RunFolder, 
         raise ValueError(f"train.ensemble must be auto or an integer >= 0, got {ensemble!r}")
     executor = executor if executor is not None else LocalExecutor()
     local = executor.name == LocalExecutor.name
-    if not local and dataset_path is None:
+    if not local and any(source.path is None for source in sources):
         raise ValueError("the dataset's path is needed by an executor other than local")
     resources = resources if resources is not None else Resources()
-    planned = {job.folder: _planned_steps(len(data), job.train_config) for job in jobs}
-    todo: list[TrainJob] = []
+    planned = {job.folder: _planned_steps(len(source.data), job.train_config)
+               for source in sources for job in source.jobs}
     resumed: set[Path] = set()  # their time covers part of their steps: no rate from them
-    for index, job in enumerate(jobs):
-        # Relative to agents/: iql-s0, or decentralized/iql-local-s0/retailer for a stage's.
-        name = os.path.relpath(job.folder, folder.path / "agents")
-        config, checkpoint = job.train_config, job.folder / CHECKPOINT_NAME
-        stage_file = job.folder / "stage.json"
-        resume = stage_digest(stage_file) == job.digest
-        count = f"[{index + 1}/{len(jobs)}]"
-        if resume and checkpoint.exists() and load_checkpoint(checkpoint)["epoch"] == config.epochs:
-            log(f"  {count} {name}: done earlier, skipped")
-            continue
-        if not resume and checkpoint.exists():  # trained with other inputs
-            folder.clear(f"agent {name}", job.digest, os.path.relpath(job.folder, folder.path),
-                         recorded="other inputs")
-        if resume and checkpoint.exists():
-            log(f"  {count} {name}: resuming")
-            resumed.add(job.folder)
-        write_json(stage_file, {"digest": job.digest})
-        todo.append(job)
-    groups = _groups(todo, ensemble, spread=not local and not resources.gpus)
-    tasks = [Task(_group_name(group), train_group,
-                  (data if local else str(Path(dataset_path).resolve()), group[0].variant.algorithm,
-                   group[0].variant.algo_config, [job.train_config for job in group],
-                   [str(job.folder if local else job.folder.resolve()) for job in group],
-                  progress and local),
-                  resources)
-             for group in groups]
+    tasks, groups = [], []
+    index, count = 0, len(planned)
+    for data, dataset_path, jobs in sources:
+        todo: list[TrainJob] = []
+        for job in jobs:
+            index += 1
+            # Relative to agents/: iql-s0, or decentralized/iql-local-s0/retailer for a stage's.
+            name = os.path.relpath(job.folder, folder.path / "agents")
+            config, checkpoint = job.train_config, job.folder / CHECKPOINT_NAME
+            stage_file = job.folder / "stage.json"
+            resume = stage_digest(stage_file) == job.digest
+            if resume and checkpoint.exists() and load_checkpoint(checkpoint)["epoch"] == config.epochs:
+                log(f"  [{index}/{count}] {name}: done earlier, skipped")
+                continue
+            if not resume and checkpoint.exists():  # trained with other inputs
+                folder.clear(f"agent {name}", job.digest, os.path.relpath(job.folder, folder.path),
+                             recorded="other inputs")
+            if resume and checkpoint.exists():
+                log(f"  [{index}/{count}] {name}: resuming")
+                resumed.add(job.folder)
+            write_json(stage_file, {"digest": job.digest})
+            todo.append(job)
+        mine = _groups(todo, ensemble, spread=not local and not resources.gpus)
+        groups += mine
+        tasks += [Task(_group_name(group), train_group,
+                       (data if local else str(Path(dataset_path).resolve()),
+                        group[0].variant.algorithm, group[0].variant.algo_config,
+                        [job.train_config for job in group],
+                        [str(job.folder if local else job.folder.resolve()) for job in group],
+                        progress and local),
+                       resources)
+                  for group in mine]
     if local:
         # One task after another here, with a time estimate from the groups done so far.
         rates: dict[tuple[str, int], float] = {}  # member-steps per second per algorithm and size
-        for index, (task, group) in enumerate(zip(tasks, groups, strict=True)):
+        for position, (task, group) in enumerate(zip(tasks, groups, strict=True)):
             left = [(sum(planned[j.folder] for j in g), (g[0].variant.algorithm, len(g)))
-                    for g in groups[index:]]
+                    for g in groups[position:]]
             known = [steps / rates[key] for steps, key in left if key in rates]
             estimate = (f", about {minutes(sum(known))} left for the groups timed so far"
                         if known else "")
@@ -276,7 +306,6 @@ def train_agents(data: OfflineDataset, jobs: list[TrainJob], folder: RunFolder, 
             f"({_count(resources.cpus, 'CPU')}, {_count(resources.gpus, 'GPU')} each): "
             + ", ".join(task.name for task in tasks))
         executor.run(tasks, log=log)
-    return [job.agent for job in jobs]
 
 
 # On a CPU, ensembles of networks wider than this trained slower than their seeds one at a time
