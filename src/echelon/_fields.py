@@ -115,3 +115,15 @@ def check_types(prefix: str, cls: type, values: dict[str, Any]) -> dict[str, Any
             raise ValueError(f"{prefix}.{name} must be {_describe(hints[name])}, got {value!r}")
         out[name] = converted
     return out
+
+
+def manifest_field(path: Any, manifest: dict[str, Any], name: str, parse: Any,
+                   error: type[Exception] = ValueError) -> Any:
+    """``parse(manifest[name])`` for a JSON manifest read from ``path``; a missing or bad value
+    raises ``error`` naming the file and the field."""
+    try:
+        return parse(manifest[name])
+    except KeyError:
+        raise error(f"{path}: {name} is missing") from None
+    except (ValueError, TypeError, AttributeError, OverflowError) as problem:
+        raise error(f"{path}: {name}: {problem}") from None

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from echelon._fields import manifest_field
 from echelon._io import atomic_write_json
 from echelon.agents.checkpoint import CheckpointError
 from echelon.agents.policy import AgentPolicy
@@ -126,9 +127,9 @@ def read_manifest(path: str | os.PathLike) -> DecentralizedManifest:
     if manifest.get("version") != MANIFEST_VERSION:
         raise CheckpointError(f"{file}: version must be {MANIFEST_VERSION}, got "
                               f"{manifest.get('version')!r}")
-    chain = _field(file, manifest, "chain", ChainConfig.from_dict)
-    algorithm = _field(file, manifest, "algorithm", _algorithm)
-    reward = _field(file, manifest, "reward", parse_reward)
+    chain = manifest_field(file, manifest, "chain", ChainConfig.from_dict, CheckpointError)
+    algorithm = manifest_field(file, manifest, "algorithm", _algorithm, CheckpointError)
+    reward = manifest_field(file, manifest, "reward", parse_reward, CheckpointError)
     stages = manifest.get("stages")
     if not isinstance(stages, list) or len(stages) != chain.stages:
         raise CheckpointError(f"{file}: stages must be a list of {chain.stages} entries (one per "
@@ -151,15 +152,6 @@ def _algorithm(value: Any) -> str:
     if not isinstance(value, str) or value not in ALGORITHMS:
         raise ValueError(f"must be one of {sorted(ALGORITHMS)}, got {value!r}")
     return value
-
-
-def _field(file: Path, manifest: dict[str, Any], name: str, parse) -> Any:
-    try:
-        return parse(manifest[name])
-    except KeyError:
-        raise CheckpointError(f"{file}: {name} is missing") from None
-    except (ValueError, TypeError, AttributeError, OverflowError) as error:
-        raise CheckpointError(f"{file}: {name}: {error}") from None
 
 
 def load_decentralized(path: str | os.PathLike, chain: ChainConfig | None = None,

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from echelon._fields import manifest_field
 from echelon._io import atomic_write_json
 from echelon.data.dataset import DatasetError, OfflineDataset
 from echelon.sim import core
@@ -219,8 +220,8 @@ def load_stage_split(folder: str | os.PathLike) -> StageSplit:
     if manifest.get("version") != STAGES_VERSION:
         raise DatasetError(f"{path}: version must be {STAGES_VERSION}, got "
                            f"{manifest.get('version')!r}")
-    chain = _field(path, "chain", lambda v: ChainConfig.from_dict(v), manifest)
-    reward = _field(path, "reward", parse_reward, manifest)
+    chain = manifest_field(path, manifest, "chain", ChainConfig.from_dict, DatasetError)
+    reward = manifest_field(path, manifest, "reward", parse_reward, DatasetError)
     stages = manifest.get("stages")
     names = agent_names(chain.stages)
     if not isinstance(stages, list) or len(stages) != chain.stages:
@@ -237,15 +238,6 @@ def load_stage_split(folder: str | os.PathLike) -> StageSplit:
             raise DatasetError(f"{path}: stages[{i}].file {file}: no such file in {folder}")
         files.append(folder / file)
     return StageSplit(folder, chain, reward, names, tuple(files))
-
-
-def _field(path: Path, name: str, parse, manifest: dict[str, Any]) -> Any:
-    try:
-        return parse(manifest[name])
-    except KeyError:
-        raise DatasetError(f"{path}: {name} is missing") from None
-    except (ValueError, TypeError, AttributeError, OverflowError) as error:
-        raise DatasetError(f"{path}: {name}: {error}") from None
 
 
 __all__ = [

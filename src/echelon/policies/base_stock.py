@@ -118,7 +118,7 @@ class LocalBaseStock(EchelonBaseStock):
         return position
 
 
-class DecentralizedBaseStock:
+class DecentralizedBaseStock(EchelonBaseStock):
     """Order up to ``z_i`` of the position the stage can see: on-hand plus its recent requests.
 
     Stage i sees only its local observation (:func:`echelon.sim.stage_view.local_observation`):
@@ -134,15 +134,6 @@ class DecentralizedBaseStock:
         levels: Levels [z] of each stage's seen position, shaped (S,) or (N, S).
         mode: ``RequestMode.CLIP`` (default) or ``RequestMode.RAW``.
     """
-
-    reads_observation = False
-
-    def __init__(
-        self, config: ChainConfig, levels: np.ndarray, mode: RequestMode = RequestMode.CLIP
-    ) -> None:
-        self.config = config
-        self.levels = stage_parameter("levels", levels, config.stages)
-        self.mode = RequestMode(mode)
 
     def position(self, state: ChainState) -> np.ndarray:
         """(N, S) each stage's on-hand plus its own requests of the last L_i periods."""

@@ -222,20 +222,25 @@ def _decentralized_time_aware_start(start: SearchStart) -> np.ndarray:
     return _time_aware_start(dataclasses.replace(start, levels=found))
 
 
+def _time_aware_family(policy: type, start: Callable[[SearchStart], np.ndarray]) -> HeuristicFamily:
+    """The entry of a time-aware family: levels z, then a last ordering period per stage."""
+    return HeuristicFamily(
+        keys=("z", "last_order_period"), to_params=_time_aware_params,
+        from_params=_lists("z", "last_order_period"),
+        build=lambda config, vectors, mode: policy(
+            config, vectors[..., : config.stages], vectors[..., config.stages :], mode),
+        bounds=_time_aware_bounds, start=start,
+        start_batch=lambda config: 3 * (config.periods + 1),
+    )
+
+
 FAMILIES: dict[Family, HeuristicFamily] = {
     Family.BASE_STOCK: HeuristicFamily(
         keys=("z",), to_params=_levels_to_params, from_params=_lists("z"),
         build=lambda config, vectors, mode: EchelonBaseStock(config, vectors, mode),
         bounds=_level_bounds,
     ),
-    Family.TIME_AWARE: HeuristicFamily(
-        keys=("z", "last_order_period"), to_params=_time_aware_params,
-        from_params=_lists("z", "last_order_period"),
-        build=lambda config, vectors, mode: TimeAwareBaseStock(
-            config, vectors[..., : config.stages], vectors[..., config.stages :], mode),
-        bounds=_time_aware_bounds, start=_time_aware_start,
-        start_batch=lambda config: 3 * (config.periods + 1),
-    ),
+    Family.TIME_AWARE: _time_aware_family(TimeAwareBaseStock, _time_aware_start),
     Family.SS: HeuristicFamily(
         keys=("s", "S"), to_params=_ss_params, from_params=_ss_from_params,
         build=lambda config, vectors, mode: ReorderPointOrderUpTo(
@@ -255,14 +260,8 @@ FAMILIES: dict[Family, HeuristicFamily] = {
         build=lambda config, vectors, mode: DecentralizedBaseStock(config, vectors, mode),
         bounds=_level_bounds, start=_local_start,
     ),
-    Family.DECENTRALIZED_TIME_AWARE: HeuristicFamily(
-        keys=("z", "last_order_period"), to_params=_time_aware_params,
-        from_params=_lists("z", "last_order_period"),
-        build=lambda config, vectors, mode: DecentralizedTimeAwareBaseStock(
-            config, vectors[..., : config.stages], vectors[..., config.stages :], mode),
-        bounds=_time_aware_bounds, start=_decentralized_time_aware_start,
-        start_batch=lambda config: 3 * (config.periods + 1),
-    ),
+    Family.DECENTRALIZED_TIME_AWARE: _time_aware_family(DecentralizedTimeAwareBaseStock,
+                                                         _decentralized_time_aware_start),
 }
 """The registry: every family's entry."""
 

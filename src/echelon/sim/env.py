@@ -112,18 +112,7 @@ class InvManagementEnv(gym.Env):
         stages = self.config.stages
         kinds = (f"action must be {stages} real numbers (int or float; not bool, complex or str), "
                  f"shaped ({stages},)")
-        try:
-            array = np.asarray(action)
-        except ValueError:  # ragged nested sequences
-            raise ValueError(f"{kinds}; got {_describe(action)}") from None
-        if isinstance(action, np.ndarray) and array.dtype.kind != "O":
-            real = array.dtype.kind in "iuf"
-        else:
-            # Element by element: NumPy turns [True, 2, 3] into integers without a word, and
-            # keeps real numbers it does not know (fractions.Fraction) as objects.
-            real = all(_is_real(v) for v in np.asarray(action, dtype=object).ravel())
-        if not real:
-            raise ValueError(f"{kinds}; got {_describe(action)}")
+        array = real_array(action, kinds)
         if array.shape != (stages,):
             raise ValueError(
                 f"action must be shaped ({stages},) (one order per stage), got shape {array.shape}"
@@ -168,6 +157,28 @@ def episode_demand(config: ChainConfig, options: dict[str, Any], rng: np.random.
         raise ValueError(f"options['demand'] must be one path of {config.periods} periods, "
                          f"got shape {demand.shape}")
     return demand
+
+
+def real_array(action: Any, kinds: str) -> np.ndarray:
+    """The action as an array of real numbers, or ValueError: ``kinds`` (what is allowed), then
+    what was given.
+
+    Booleans, complex numbers, strings, ``None`` and ragged sequences are refused; the shape is
+    left to the caller.
+    """
+    try:
+        array = np.asarray(action)
+    except ValueError:  # ragged nested sequences
+        raise ValueError(f"{kinds}; got {_describe(action)}") from None
+    if isinstance(action, np.ndarray) and array.dtype.kind != "O":
+        real = array.dtype.kind in "iuf"
+    else:
+        # Element by element: NumPy turns [True, 2, 3] into integers without a word, and keeps
+        # real numbers it does not know (fractions.Fraction) as objects.
+        real = all(_is_real(v) for v in np.asarray(action, dtype=object).ravel())
+    if not real:
+        raise ValueError(f"{kinds}; got {_describe(action)}")
+    return array
 
 
 def _is_real(value: Any) -> bool:

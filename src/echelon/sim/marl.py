@@ -24,11 +24,12 @@ from gymnasium.utils import seeding
 
 from echelon.sim import core
 from echelon.sim.config import ChainConfig
-from echelon.sim.env import _describe, _is_real, episode_demand
+from echelon.sim.env import _describe, episode_demand, real_array
 from echelon.sim.stage_view import (
     StageReward,
     agent_names,
     local_observation,
+    parse_choice,
     parse_reward,
     profit_shares,
     stage_rewards,
@@ -53,11 +54,7 @@ class ObservedHistory(enum.Enum):
 
 def parse_history(history: ObservedHistory | str) -> ObservedHistory:
     """The history as an :class:`ObservedHistory`, or ValueError naming the allowed values."""
-    try:
-        return ObservedHistory(history)
-    except ValueError:
-        allowed = [h.value for h in ObservedHistory]
-        raise ValueError(f"history must be one of {allowed}, got {history!r}") from None
+    return parse_choice(ObservedHistory, history, "history")
 
 
 class InvManagementParallelEnv(ParallelEnv[str, np.ndarray, np.ndarray]):
@@ -344,18 +341,7 @@ def _check_order(agent: str, action: Any) -> float:
     env's ``_check_action``, for one stage)."""
     kinds = (f"the action of {agent!r} must be one real number (int or float; not bool, complex "
              "or str), a scalar or shaped (1,)")
-    try:
-        array = np.asarray(action)
-    except ValueError:  # ragged nested sequences
-        raise ValueError(f"{kinds}; got {_describe(action)}") from None
-    if isinstance(action, np.ndarray) and array.dtype.kind != "O":
-        real = array.dtype.kind in "iuf"
-    else:
-        # Element by element: NumPy turns [True] into an integer without a word, and keeps real
-        # numbers it does not know (fractions.Fraction) as objects.
-        real = all(_is_real(v) for v in np.asarray(action, dtype=object).ravel())
-    if not real:
-        raise ValueError(f"{kinds}; got {_describe(action)}")
+    array = real_array(action, kinds)
     if array.shape not in ((), (1,)):
         raise ValueError(f"the action of {agent!r} must be a scalar or shaped (1,) (one order), "
                          f"got shape {array.shape}")

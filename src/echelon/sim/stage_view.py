@@ -28,6 +28,7 @@ Rewards (:class:`StageReward`), all discounted by alpha^n like OR-Gym's reward:
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 import numpy as np
 
@@ -186,13 +187,18 @@ def stage_rewards(config: ChainConfig, reward: StageReward | str, period: np.nda
     return profit_shares(stage_profit) * discount
 
 
+def parse_choice(kind: type[enum.Enum], value: Any, name: str) -> Any:
+    """``kind(value)``, or ValueError naming ``name`` and the allowed values."""
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = [member.value for member in kind]
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}") from None
+
+
 def parse_reward(reward: StageReward | str) -> StageReward:
     """The reward as a :class:`StageReward`, or ValueError naming the allowed values."""
-    try:
-        return StageReward(reward)
-    except ValueError:
-        allowed = [r.value for r in StageReward]
-        raise ValueError(f"reward must be one of {allowed}, got {reward!r}") from None
+    return parse_choice(StageReward, reward, "reward")
 
 
 __all__ = [
@@ -203,6 +209,7 @@ __all__ = [
     "check_stage",
     "local_observation",
     "observation_columns",
+    "parse_choice",
     "parse_reward",
     "profit_shares",
     "stage_chain",
