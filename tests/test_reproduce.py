@@ -27,12 +27,8 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    lines: list[str] = []
-    run = pipeline.resolve("quick", TINY)
-    report = pipeline.reproduce(run, out, progress=False, log=lines.append)
-    return run, out, report, lines
+def finished_run(reproduce_quick):
+    return reproduce_quick(TINY)
 
 
 def test_every_stage_writes_its_output(finished_run):

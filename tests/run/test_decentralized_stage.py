@@ -35,12 +35,8 @@ JOINT = [f"iql-{reward}-s{seed}" for reward in ("local", "profit", "team") for s
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    lines: list[str] = []
-    run = pipeline.resolve("quick", TINY)
-    report = pipeline.reproduce(run, out, progress=False, log=lines.append)
-    return run, out, report, lines
+def finished_run(reproduce_quick):
+    return reproduce_quick(TINY)
 
 
 def test_each_reward_has_its_logs_and_each_seed_its_stage_agents(finished_run):
