@@ -134,3 +134,22 @@ def test_the_view_follows_the_train_settings():
     assert run.decentralized.chosen_algorithms(run.train) == ("bc",)
     assert run.decentralized.chosen_seeds(run.train) == (7,)
     assert pipeline.resolve("quick").decentralized.chosen_seeds(run.train) == (7,)
+
+
+def test_a_split_cut_short_is_redone_and_one_of_other_inputs_is_refused(finished_run, tmp_path):
+    run, out, _, _ = finished_run
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "stages" / "profit" / "stages.json").unlink()  # the manifest is written last
+    lines: list[str] = []
+    pipeline.reproduce(run, copy, progress=False, log=lines.append)
+    assert f"  per-stage logs (profit reward): {copy / 'stages' / 'profit'}" in lines
+    assert load_stage_split(copy / "stages" / "profit").reward.value == "profit"
+    (copy / "stages" / "team" / "stage.json").write_text(json.dumps({"digest": "other"}))
+    before = (copy / "stages" / "team" / "retailer.h5").read_bytes()
+    with pytest.raises(pipeline.RunFolderError, match=r"stage split team finished earlier with "
+                                                      r"other inputs"):
+        pipeline.reproduce(run, copy, progress=False, log=lambda *a: None)
+    assert (copy / "stages" / "team" / "retailer.h5").read_bytes() == before

@@ -54,10 +54,14 @@ def _splits(run: RunConfig, folder: RunFolder, data, collect_digest: str,
         relative = f"stages/{reward}"
         where = folder.path / relative
         inputs = digest("stage-split", collect_digest, reward)
-        if stage_digest(where / "stage.json") == inputs and (where / STAGES_FILE).exists():
+        recorded = stage_digest(where / "stage.json")
+        finished = (where / STAGES_FILE).exists()
+        if recorded == inputs and finished:
             log(f"  per-stage logs ({reward} reward): done earlier, skipped")
         else:
-            if where.exists():
+            if (recorded is not None and recorded != inputs) or (recorded is None and finished):
+                # Made from other inputs (or by hand): moved aside with force, else refused. A
+                # split of these inputs cut short is redone in place.
                 folder.clear(f"stage split {reward}", inputs, relative, recorded="other inputs")
             where.mkdir(parents=True, exist_ok=True)
             write_json(where / "stage.json", {"digest": inputs})

@@ -645,10 +645,8 @@ def evaluate_stage(run: RunConfig, folder: Path, search: SearchResult, baselines
                                        {"variant": variant, "algorithm": algorithm, "seed": seed,
                                         "checkpoint": os.path.relpath(path, folder)}))
     for variant, algorithm, reward, seed, joint in decentralized:
-        from echelon.agents.decentralized import load_decentralized
-
         results.append(evaluate_policy(run.chain, f"{variant} seed {seed}", Kind.DECENTRALIZED,
-                                       load_decentralized(joint, run.chain, device="cpu"), paths,
+                                       load_agent(joint, run.chain, device="cpu"), paths,
                                        {"variant": variant, "algorithm": algorithm,
                                         "reward": reward, "seed": seed,
                                         "checkpoint": os.path.relpath(joint, folder)}))
