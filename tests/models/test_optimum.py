@@ -20,7 +20,7 @@ from echelon.policies.base_stock import EchelonBaseStock
 from echelon.policies.families import Family
 from echelon.sim import core
 from echelon.sim.config import ChainConfig
-from echelon.sim.demand import Binomial, DemandPath, Poisson
+from echelon.sim.demand import Binomial, DemandPath, MeanCurve, NegativeBinomial, Poisson
 from echelon.sim.rollout import rollout
 
 # One stage, OR-Gym's price and cost structure: price 2, the stage buys at 1.5 from a supplier
@@ -151,6 +151,16 @@ def test_two_stage_chain_solves_and_its_policy_earns_the_value():
     assert base_stock < result.value
 
 
+def test_over_dispersed_demand_solves_and_its_policy_earns_the_value():
+    config = _one_stage(periods=10, initial_inventory=(4.0,), capacity=(8.0,), lead_time=(1,),
+                        demand=NegativeBinomial(mu=3.0, dispersion=1.5))
+    result = solve_optimum(config)
+    mean, se = _monte_carlo(config, OptimalPolicy(result), 20_000, seed=15)
+    assert abs(mean - result.value) < 4 * se
+    # The same mean with Poisson counts is easier to serve: over-dispersion costs profit.
+    assert solve_optimum(config.replace(demand=Poisson(3.0))).value > result.value
+
+
 def test_a_binding_cap_is_raised_until_it_binds_nowhere(lead_two):
     config, result = lead_two
     small = solve_optimum(config, caps=(4,))
@@ -166,6 +176,8 @@ def test_refuses_backlog_demand_paths_and_fractions():
         solve_optimum(_TWO_STAGES.replace(backlog=True))
     with pytest.raises(ValueError, match="i.i.d. demand law"):
         solve_optimum(_TWO_STAGES.replace(demand=DemandPath((1.0,) * 8)))
+    with pytest.raises(ValueError, match="i.i.d. demand law"):
+        solve_optimum(_TWO_STAGES.replace(demand=MeanCurve(level=1.5, season=4, amplitude=0.5)))
     with pytest.raises(ValueError, match="capacity must hold whole units"):
         solve_optimum(_TWO_STAGES.replace(capacity=(3.5, 3.0)))
 

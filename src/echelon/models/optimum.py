@@ -96,7 +96,7 @@ def check_solvable(config: ChainConfig) -> None:
                          "InvManagement-v1); this chain carries unfilled units over")
     if isinstance(config.demand, DemandPath) or not hasattr(config.demand, "scipy"):
         raise ValueError("demand: the exact optimum needs an i.i.d. demand law with a pmf "
-                         f"(poisson, binomial, uniform, geometric), got {config.demand!r}")
+                         f"(poisson, binomial, uniform, geometric, negative-binomial), got {config.demand!r}")
     for name in ("capacity", "initial_inventory"):
         values = getattr(config, name)
         if any(v != math.floor(v) for v in values):

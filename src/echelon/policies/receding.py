@@ -24,7 +24,7 @@ from echelon.policies.base_stock import clip_requests
 from echelon.policies.chain_lp import LPSolveError, ScenarioLP, _HighsLP, _PlanningLP, lp_bytes
 from echelon.sim.config import ChainConfig
 from echelon.sim.core import ChainState, scheduled_arrivals
-from echelon.sim.demand import Demand, DemandPath
+from echelon.sim.demand import Demand, DemandPath, mean_curve
 
 
 class RecedingHorizonLP(abc.ABC):
@@ -146,6 +146,10 @@ class ShrinkingHorizonLP(RecedingHorizonLP):
         self.forecast = float(config.demand.mean if forecast is None else forecast)
         if not np.isfinite(self.forecast) or self.forecast < 0:
             raise ValueError(f"forecast must be a finite number >= 0, got {forecast!r}")
+        # (T,) the forecast of each period: the demand's mean curve (constant for i.i.d. laws,
+        # seasonal, trending or regime-dependent for the engines), or the given constant.
+        self.curve = (mean_curve(config.demand, config.periods) if forecast is None
+                      else np.full(config.periods, self.forecast))
         # Over an episode it keeps one LP per remaining horizon, 1 .. T: T(T+1)/2 periods of LP.
         periods = config.periods
         check_memory(f"the shrinking-horizon LP's {periods:,} planning LPs",
@@ -160,7 +164,7 @@ class ShrinkingHorizonLP(RecedingHorizonLP):
             [state.on_hand, carried[:, None], arrivals.reshape(state.episodes, -1)], axis=1
         )
         unique, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-        demand = np.broadcast_to(np.full(lp.horizon, self.forecast), (len(first), lp.horizon))
+        demand = np.broadcast_to(self.curve[state.period :], (len(first), lp.horizon))
         return self._solve(lp, state, first, arrivals, carried, demand)[inverse.ravel()]
 
 
@@ -218,6 +222,9 @@ class RollingScenarioLP(RecedingHorizonLP):
         if isinstance(self.demand, DemandPath):
             rest = np.asarray(self.demand.values[period:])
             return np.broadcast_to(rest, (episodes, self.scenarios, horizon))
+        if getattr(self.demand, "time_varying", False):  # its law depends on the period: the tail
+            paths = self.demand.sample(self.rng, episodes * self.scenarios, period + horizon)
+            return paths[:, period:].reshape(episodes, self.scenarios, horizon)
         paths = self.demand.sample(self.rng, episodes * self.scenarios, horizon)
         return paths.reshape(episodes, self.scenarios, horizon)
 

@@ -1,13 +1,20 @@
-"""Customer demand at the retailer: distributions, seeded demand paths and run streams.
+"""Customer demand at the retailer: distributions, engines, seeded demand paths, run streams.
 
 Every demand path is drawn from an explicit ``numpy.random.Generator`` as an array shaped
 (N, T): N episodes of T periods. Several policies evaluated on the same array face identical
 demand (common random numbers).
 
-The four laws are those of OR-Gym's ``InvManagement`` (``dist`` 1 to 4): Poisson, binomial,
-discrete uniform (``scipy.stats.randint``: ``low`` inclusive, ``high`` exclusive) and geometric
-(number of trials up to the first success, so its support starts at 1). ``DemandPath`` replays a
-user-given path (OR-Gym's ``dist=5``).
+The i.i.d. laws: OR-Gym's ``InvManagement`` four (``dist`` 1 to 4): Poisson, binomial, discrete
+uniform (``scipy.stats.randint``: ``low`` inclusive, ``high`` exclusive) and geometric (number of
+trials up to the first success, so its support starts at 1), and the over-dispersed negative
+binomial. ``DemandPath`` replays a user-given path (OR-Gym's ``dist=5``).
+
+The engines, whose periods are not i.i.d.: ``MeanCurve`` (a level times a season, a trend and
+shocks, with Poisson or negative binomial counts), ``MarkovModulated`` (regime switching),
+``LogAR1`` (an autocorrelated log-mean) and ``BlockBootstrap`` (blocks of an observed history).
+Each states its expected demand per period (:func:`mean_curve`). Every law and engine is an
+entry of :data:`DEMAND_LAWS`, written as a ``{"law": name, ...}`` table (``[chain.demand]`` in a
+preset) by :func:`demand_to_dict` and read back by :func:`demand_from_dict`.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ _DRAW_BYTES = 16
 
 @runtime_checkable
 class Demand(Protocol):
-    """A law of per-period retail demand, i.i.d. over periods and episodes."""
+    """A law or engine of retail demand: paths of independent episodes (periods i.i.d. for the
+    laws, not for the engines, which also have ``mean_curve``)."""
 
     def sample(self, rng: np.random.Generator, episodes: int, periods: int) -> np.ndarray:
         """Draws demand paths shaped (episodes, periods) as float64 integers.
@@ -221,13 +229,343 @@ class DemandPath:
         return np.broadcast_to(np.asarray(self.values), (episodes, periods)).copy()
 
 
+@dataclass(frozen=True)
+class NegativeBinomial:
+    """Over-dispersed demand: Poisson counts whose mean is gamma-distributed (a gamma-Poisson
+    mixture), of mean ``mu`` and variance ``mu + mu^2 / dispersion``.
+
+    Args:
+        mu: Mean demand per period [mu], >= 0.
+        dispersion: The gamma's shape [k], > 0; small is over-dispersed, large nears Poisson.
+    """
+
+    mu: float = 20.0
+    dispersion: float = 5.0
+
+    def __post_init__(self) -> None:
+        _check_finite("demand.mu", self.mu, 0.0, math.inf)
+        _check_finite("demand.dispersion", self.dispersion, 0.0, math.inf, open_low=True)
+
+    @property
+    def mean(self) -> float:
+        return float(self.mu)
+
+    def sample(self, rng: np.random.Generator, episodes: int, periods: int) -> np.ndarray:
+        _check_sample(episodes, periods)
+        return _counts(rng, np.full((episodes, periods), float(self.mu)), self.dispersion)
+
+    def scipy(self) -> stats.rv_discrete:
+        k = float(self.dispersion)
+        return stats.nbinom(k, k / (k + self.mu))
+
+
+def _counts(rng: np.random.Generator, means: np.ndarray, dispersion: float | None) -> np.ndarray:
+    """Counts of the given means (any shape): Poisson, or negative binomial of that dispersion."""
+    if dispersion is None:
+        return rng.poisson(means).astype(np.float64)
+    k = float(dispersion)
+    return rng.negative_binomial(k, k / (k + means)).astype(np.float64)
+
+
+# --- non-stationary engines -------------------------------------------------------------------
+# Each draws whole paths (N, T) and states its expected demand per period (``mean_curve``);
+# ``time_varying`` says whether that expectation depends on the period, so that a planner
+# drawing the future from period n on must draw whole paths and keep their tail.
+
+
+@dataclass(frozen=True)
+class MeanCurve:
+    """Counts around a mean curve: a level times a season, a linear trend and shocks.
+
+    The mean in period n is ``level * (1 + amplitude * sin(2 pi (n - phase) / season)) *
+    max(1 + trend * n, 0) * shock_n``, where ``shock_n`` is the factor of a shock at period n
+    (1 elsewhere); demand is Poisson of that mean, or negative binomial of that mean and
+    ``dispersion`` when one is given.
+
+    Args:
+        level: Mean demand per period before the curve [mu], >= 0.
+        season: Periods in a seasonal cycle, >= 2; 0 for no season.
+        amplitude: Relative swing of the season, in [0, 1].
+        phase: Period at which the season crosses the level going up.
+        trend: Relative change of the mean per period (0.01: +1% of the level a period), the
+            mean held at 0 once a falling trend reaches it.
+        shocks: ``[[period, factor], ...]``: the mean of each listed period (>= 0) is multiplied
+            by its factor (>= 0).
+        dispersion: The negative binomial's shape (> 0), or None for Poisson counts.
+    """
+
+    level: float = 20.0
+    season: int = 0
+    amplitude: float = 0.0
+    phase: float = 0.0
+    trend: float = 0.0
+    shocks: tuple[tuple[int, float], ...] = ()
+    dispersion: float | None = None
+
+    time_varying = True
+
+    def __post_init__(self) -> None:
+        _check_finite("demand.level", self.level, 0.0, math.inf)
+        if self.season != 0:
+            _check_count("demand.season", self.season, 2)
+        _check_finite("demand.amplitude", self.amplitude, 0.0, 1.0)
+        _check_finite("demand.phase", self.phase, -math.inf, math.inf)
+        _check_finite("demand.trend", self.trend, -1.0, 1.0)
+        shocks = []
+        for i, shock in enumerate(self.shocks):
+            if np.ndim(shock) != 1 or len(shock) != 2:
+                raise ValueError(f"demand.shocks[{i}] must be [period, factor], got {shock!r}")
+            period, factor = shock
+            _check_count(f"demand.shocks[{i}] period", period, 0)
+            _check_finite(f"demand.shocks[{i}] factor", factor, 0.0, math.inf)
+            shocks.append((int(period), float(factor)))
+        object.__setattr__(self, "shocks", tuple(shocks))
+        if self.dispersion is not None:
+            _check_finite("demand.dispersion", self.dispersion, 0.0, math.inf, open_low=True)
+
+    @property
+    def mean(self) -> float:
+        """The level (the mean per period is :meth:`mean_curve`)."""
+        return float(self.level)
+
+    def mean_curve(self, periods: int) -> np.ndarray:
+        """(T,) expected demand in each period."""
+        n = np.arange(periods, dtype=np.float64)
+        curve = np.full(periods, float(self.level))
+        if self.season:
+            curve *= 1.0 + self.amplitude * np.sin(2.0 * np.pi * (n - self.phase) / self.season)
+        curve *= np.maximum(1.0 + self.trend * n, 0.0)
+        for period, factor in self.shocks:
+            if period < periods:
+                curve[period] *= factor
+        return curve
+
+    def sample(self, rng: np.random.Generator, episodes: int, periods: int) -> np.ndarray:
+        _check_sample(episodes, periods)
+        return _counts(rng, np.broadcast_to(self.mean_curve(periods), (episodes, periods)),
+                       self.dispersion)
+
+
+@dataclass(frozen=True)
+class MarkovModulated:
+    """Regime switching: Poisson demand whose rate follows a Markov chain of K regimes.
+
+    Args:
+        rates: Mean demand in each regime, >= 0 (K values).
+        transition: (K, K) probabilities of moving from regime i (row) to j (column) between
+            periods; rows sum to 1.
+        initial: Probabilities of the first period's regime (K values summing to 1); None for
+            the chain's stationary distribution.
+    """
+
+    rates: tuple[float, ...] = (10.0, 30.0)
+    transition: tuple[tuple[float, ...], ...] = ((0.9, 0.1), (0.1, 0.9))
+    initial: tuple[float, ...] | None = None
+
+    time_varying = True
+
+    def __post_init__(self) -> None:
+        rates = _vector("demand.rates", self.rates)
+        k = len(rates)
+        for i, rate in enumerate(rates):
+            _check_finite(f"demand.rates[{i}]", rate, 0.0, math.inf)
+        matrix = np.asarray(self.transition, dtype=np.float64) if np.ndim(self.transition) == 2 else None
+        if matrix is None or matrix.shape != (k, k):
+            raise ValueError(f"demand.transition must be a {k} x {k} matrix (one row per regime "
+                             f"of demand.rates), got {self.transition!r}")
+        for i, row in enumerate(matrix):
+            _check_distribution(f"demand.transition[{i}]", row)
+        object.__setattr__(self, "rates", rates)
+        object.__setattr__(self, "transition", tuple(tuple(float(v) for v in row) for row in matrix))
+        if self.initial is not None:
+            initial = _vector("demand.initial", self.initial)
+            if len(initial) != k:
+                raise ValueError(f"demand.initial must have {k} probabilities, got {len(initial)}")
+            _check_distribution("demand.initial", np.asarray(initial))
+            object.__setattr__(self, "initial", initial)
+
+    def stationary(self) -> np.ndarray:
+        """(K,) the regimes' long-run probabilities: the transition matrix's left eigenvector
+        of eigenvalue 1."""
+        values, vectors = np.linalg.eig(np.asarray(self.transition).T)
+        vector = np.real(vectors[:, np.argmin(np.abs(values - 1.0))])
+        return vector / vector.sum()
+
+    def start(self) -> np.ndarray:
+        """(K,) the first period's regime probabilities."""
+        return np.asarray(self.initial) if self.initial is not None else self.stationary()
+
+    @property
+    def mean(self) -> float:
+        """The long-run mean (the stationary distribution's)."""
+        return float(self.stationary() @ np.asarray(self.rates))
+
+    def mean_curve(self, periods: int) -> np.ndarray:
+        """(T,) expected demand in each period: the regime probabilities times the rates."""
+        probabilities, out = self.start(), np.empty(periods)
+        matrix, rates = np.asarray(self.transition), np.asarray(self.rates)
+        for n in range(periods):
+            out[n] = probabilities @ rates
+            probabilities = probabilities @ matrix
+        return out
+
+    def sample(self, rng: np.random.Generator, episodes: int, periods: int) -> np.ndarray:
+        _check_sample(episodes, periods)
+        cumulative = np.cumsum(np.asarray(self.transition), axis=1)
+        cumulative[:, -1] = 1.0  # rounding must not leave a draw of 0.9999999 without a regime
+        regime = np.empty((episodes, periods), dtype=np.int64)
+        if periods:
+            first = np.cumsum(self.start())
+            first[-1] = 1.0
+            regime[:, 0] = np.searchsorted(first, rng.random(episodes), side="right")
+        for n in range(1, periods):
+            draws = rng.random(episodes)
+            regime[:, n] = (draws[:, None] >= cumulative[regime[:, n - 1]]).sum(axis=1)
+        return rng.poisson(np.asarray(self.rates)[regime]).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class LogAR1:
+    """Poisson demand whose log-mean follows an AR(1) process around ``log(level)``.
+
+    ``log m_n = log(level) + x_n`` with ``x_n = phi x_{n-1} + sigma e_n`` (e_n standard normal)
+    and x_0 drawn from the process's stationary law, so the expected demand is
+    ``level * exp(sigma^2 / (2 (1 - phi^2)))`` in every period.
+
+    Args:
+        level: The median of the mean demand [mu], >= 0.
+        phi: Persistence of the log-mean, in (-1, 1).
+        sigma: Standard deviation of its innovations, >= 0.
+    """
+
+    level: float = 20.0
+    phi: float = 0.8
+    sigma: float = 0.2
+
+    def __post_init__(self) -> None:
+        _check_finite("demand.level", self.level, 0.0, math.inf)
+        _check_finite("demand.phi", self.phi, -1.0, 1.0)
+        if abs(self.phi) >= 1.0:
+            raise ValueError(f"demand.phi must lie in (-1, 1) (a stationary process), got "
+                             f"{self.phi!r}")
+        _check_finite("demand.sigma", self.sigma, 0.0, 5.0)
+
+    @property
+    def mean(self) -> float:
+        return float(self.level * math.exp(self.sigma**2 / (2.0 * (1.0 - self.phi**2))))
+
+    def mean_curve(self, periods: int) -> np.ndarray:
+        return np.full(periods, self.mean)
+
+    def sample(self, rng: np.random.Generator, episodes: int, periods: int) -> np.ndarray:
+        _check_sample(episodes, periods)
+        spread = self.sigma / math.sqrt(1.0 - self.phi**2)
+        log_mean = np.empty((episodes, periods))
+        if periods:
+            log_mean[:, 0] = spread * rng.standard_normal(episodes)
+        for n in range(1, periods):
+            log_mean[:, n] = self.phi * log_mean[:, n - 1] + self.sigma * rng.standard_normal(episodes)
+        return rng.poisson(self.level * np.exp(log_mean)).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class BlockBootstrap:
+    """An empirical engine: paths made of blocks of a demand history, each block starting at a
+    uniformly drawn period of the history (circularly), which keeps its short-range pattern.
+
+    Args:
+        history: The observed demand per period (>= 0, at least one value).
+        block: Periods per block, >= 1.
+    """
+
+    history: tuple[float, ...] = ()
+    block: int = 7
+
+    def __post_init__(self) -> None:
+        values = _vector("demand.history", self.history)
+        if not values or any(not math.isfinite(v) or v < 0 for v in values):
+            raise ValueError("demand.history must hold at least one finite demand >= 0")
+        object.__setattr__(self, "history", values)
+        _check_count("demand.block", self.block, 1)
+
+    @classmethod
+    def from_csv(cls, path: str, column: str = "demand", block: int = 7) -> BlockBootstrap:
+        """The engine of one column of a CSV file (a header row, then one row per period).
+
+        Raises:
+            ValueError: If the file cannot be read, lacks the column, or a value is no demand.
+        """
+        import csv
+
+        try:
+            with open(path, newline="") as handle:
+                rows = list(csv.DictReader(handle))
+        except (OSError, UnicodeDecodeError, csv.Error) as error:
+            raise ValueError(f"demand.file {path}: {error}") from None
+        if not rows or column not in rows[0]:
+            raise ValueError(f"demand.file {path}: no column {column!r}")
+        try:
+            values = [float(row[column]) for row in rows]
+        except (TypeError, ValueError):
+            raise ValueError(f"demand.file {path}: column {column!r} must hold numbers") from None
+        return cls(tuple(values), block)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.history))
+
+    def mean_curve(self, periods: int) -> np.ndarray:
+        """Every period's demand is a uniformly drawn period of the history: its mean."""
+        return np.full(periods, self.mean)
+
+    def sample(self, rng: np.random.Generator, episodes: int, periods: int) -> np.ndarray:
+        _check_sample(episodes, periods)
+        history = np.asarray(self.history)
+        blocks = -(-periods // self.block)
+        starts = rng.integers(0, len(history), size=(episodes, blocks))
+        offsets = np.arange(self.block)
+        index = (starts[:, :, None] + offsets).reshape(episodes, -1)[:, :periods] % len(history)
+        return history[index]
+
+
+def _vector(name: str, values) -> tuple[float, ...]:
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a list of numbers, got {values!r}") from None
+    if array.ndim != 1 or not len(array):
+        raise ValueError(f"{name} must be a non-empty list of numbers, got {values!r}")
+    return tuple(float(v) for v in array)
+
+
+def _check_distribution(name: str, row: np.ndarray) -> None:
+    if not np.all(np.isfinite(row)) or np.any(row < 0) or abs(row.sum() - 1.0) > 1e-9:
+        raise ValueError(f"{name} must hold probabilities >= 0 that sum to 1, got {row.tolist()}")
+
+
+def mean_curve(demand: Demand, periods: int) -> np.ndarray:
+    """(T,) expected demand per period of any demand law or engine (the mean, for i.i.d. laws;
+    the path itself, for a given path)."""
+    if isinstance(demand, DemandPath):
+        return np.asarray(demand.values, dtype=np.float64)[:periods]
+    if hasattr(demand, "mean_curve"):
+        return demand.mean_curve(periods)
+    return np.full(periods, float(demand.mean))
+
+
 DEMAND_LAWS: dict[str, type] = {
     "poisson": Poisson,
     "binomial": Binomial,
     "uniform": DiscreteUniform,
     "geometric": Geometric,
+    "negative-binomial": NegativeBinomial,
     "path": DemandPath,
+    "curve": MeanCurve,
+    "regimes": MarkovModulated,
+    "log-ar1": LogAR1,
+    "bootstrap": BlockBootstrap,
 }
+"""The demand registry: each law or engine by the name its ``{"law": ...}`` table gives."""
 
 
 def demand_from_dict(spec: dict) -> Demand:
@@ -240,6 +578,10 @@ def demand_from_dict(spec: dict) -> Demand:
     law = spec.pop("law", None)
     if not isinstance(law, str) or law not in DEMAND_LAWS:
         raise ValueError(f"demand.law must be one of {sorted(DEMAND_LAWS)}, got {law!r}")
+    if law == "bootstrap" and "file" in spec:  # a history in a CSV file: read it now
+        if "history" in spec:
+            raise ValueError("demand: give the bootstrap's history or its file, not both")
+        return BlockBootstrap.from_csv(spec.pop("file"), **spec)
     try:
         return DEMAND_LAWS[law](**spec)
     except TypeError as error:
@@ -250,11 +592,14 @@ def demand_to_dict(demand: Demand) -> dict:
     """Inverse of :func:`demand_from_dict`."""
     for name, cls in DEMAND_LAWS.items():
         if type(demand) is cls:
-            fields = {key: getattr(demand, key) for key in demand.__dataclass_fields__}
-            if "values" in fields:
-                fields["values"] = list(fields["values"])
-            return {"law": name, **fields}
+            # Tuples as lists (TOML and JSON arrays); None left out (TOML has no null).
+            fields = {key: _lists(getattr(demand, key)) for key in demand.__dataclass_fields__}
+            return {"law": name, **{k: v for k, v in fields.items() if v is not None}}
     raise ValueError(f"unknown demand law {type(demand).__name__}")
+
+
+def _lists(value):
+    return [_lists(v) for v in value] if isinstance(value, tuple) else value
 
 
 def check_paths(demand: np.ndarray, periods: int) -> np.ndarray:
