@@ -16,7 +16,14 @@ from echelon.models.demand_fit import (
 from echelon.policies.base_stock import RequestMode
 from echelon.policies.search import Family
 from echelon.sim.config import ChainConfig
-from echelon.sim.demand import Binomial, DemandPath, DiscreteUniform, Geometric, Poisson
+from echelon.sim.demand import (
+    Binomial,
+    DemandPath,
+    DiscreteUniform,
+    Geometric,
+    NegativeBinomial,
+    Poisson,
+)
 
 
 def _logs(chain: ChainConfig, z=(40.0, 150.0, 250.0), episodes: int = 200, seed: int = 1):
@@ -102,6 +109,35 @@ def test_other_laws_fit_uncensored_logs(law, name, truth):
     if name != "poisson":
         poisson = next(f for f in ranked if f.name == "poisson")
         assert poisson.goodness_of_fit.misspecified
+
+
+@pytest.mark.parametrize("backlog, z", [(True, (80.0, 200.0, 300.0)), (False, (40.0, 150.0, 250.0))],
+                         ids=["exact", "censored"])
+def test_the_negative_binomial_is_recovered_with_and_without_heavy_censoring(backlog, z):
+    truth = NegativeBinomial(mu=20.0, dispersion=4.0)
+    data = _logs(ChainConfig(backlog=backlog, demand=truth), z=z, episodes=100, seed=3)
+    fit = fit_demand(data, "negative-binomial")
+    assert (fit.censored > 1500) == (not backlog)  # most periods sell out in the lean v1 logs
+    for key, value in (("mu", 20.0), ("dispersion", 4.0)):
+        low, high = fit.ci[key]
+        assert low <= value <= high, (key, fit.params, fit.ci)
+        assert high - low < 0.35 * value
+    assert fit.law == NegativeBinomial(fit.params["mu"], fit.params["dispersion"])
+    assert fit.se["mu"] == pytest.approx((fit.ci["mu"][1] - fit.ci["mu"][0]) / (2 * 1.96), rel=0.1)
+    assert not fit.goodness_of_fit.misspecified and not fit.notes
+    ranked = compare_laws(data)
+    assert ranked[0].name == "negative-binomial"
+    assert next(f for f in ranked if f.name == "poisson").goodness_of_fit.misspecified
+    if not backlog:  # sales as demand: biased low, and seemingly more dispersed
+        assert fit.naive.params["mu"] < 15.0
+
+
+def test_the_negative_binomial_on_poisson_data_tends_to_the_poisson(lost_sales_logs):
+    fit = fit_demand(lost_sales_logs, "negative-binomial")
+    assert fit.ci["dispersion"][1] == np.inf and fit.ci["mu"][0] < 20.0 < fit.ci["mu"][1]
+    assert any("not shown to be over-dispersed" in note for note in fit.notes)
+    ranked = [f.name for f in compare_laws(lost_sales_logs)]
+    assert ranked.index("poisson") < ranked.index("negative-binomial")  # one parameter fewer
 
 
 def test_uniform_endpoints_are_exact_with_many_observations():

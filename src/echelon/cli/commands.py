@@ -574,7 +574,7 @@ def _cmd_fit_demand(args: argparse.Namespace) -> int:
         mean_ci = fit.ci.get("mean", (float("nan"), float("nan")))
         naive = (f"naive {fit.naive.params['mean']:.2f}" if fit.naive else f"naive: {fit.naive_error}")
         flag = "  MISFIT" if fit.goodness_of_fit.misspecified else ""
-        print(f"  {fit.name:<9} mean {fit.params['mean']:.3f} [{mean_ci[0]:.3f}, {mean_ci[1]:.3f}]  "
+        print(f"  {fit.name:<17} mean {fit.params['mean']:.3f} [{mean_ci[0]:.3f}, {mean_ci[1]:.3f}]  "
               f"{naive}  AIC {fit.aic:.1f}  fit p {fit.goodness_of_fit.p_value:.3g}{flag}")
     return 0
 

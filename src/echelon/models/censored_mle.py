@@ -18,17 +18,22 @@ from echelon.sim.demand import (
     Demand,
     DiscreteUniform,
     Geometric,
+    NegativeBinomial,
     Poisson,
     demand_to_dict,
 )
 
 
 # Free parameters of each law, for AIC and the chi-square's degrees of freedom.
-_PARAMETERS = {"poisson": 1, "binomial": 2, "uniform": 2, "geometric": 1}
+_PARAMETERS = {"poisson": 1, "binomial": 2, "uniform": 2, "geometric": 1, "negative-binomial": 2}
 # Search caps: binomial n up to 64 times the largest observation; uniform high up to this many
 # units above the smallest feasible value (and at least 5 times the observed range).
 _BINOMIAL_CAP = 64.0
 _UNIFORM_SPAN = 200
+# The negative binomial's dispersion k is searched in log k over [1e-3, 1e6]: at k = 1e6 the law
+# is Poisson to within one part in 10^4 of the variance for means up to 100, so a maximum there
+# says the data are not over-dispersed.
+_DISPERSION_RANGE = (math.log(1e-3), math.log(1e6))
 
 
 class UnsupportedLawError(ValueError):
@@ -289,5 +294,40 @@ def _fit_uniform(counts: _Counts, threshold: float):
     return law, {"low": float(low), "high": float(high), "mean": law.mean}, ci, {}, best, notes
 
 
+def _fit_negative_binomial(counts: _Counts, threshold: float):
+    """Mean mu and dispersion k by profile likelihood: for each log k, the best mu (Brent);
+    then the best log k. Each parameter's interval is that of its profile."""
+
+    def loglik(mu: float, log_k: float) -> float:
+        k = math.exp(log_k)
+        return counts.log_likelihood(stats.nbinom, k, k / (k + mu))
+
+    mu_range = (1e-9, 10.0 * counts.largest + 10.0)
+
+    def best_mu(log_k: float) -> tuple[float, float]:
+        return _maximise(lambda mu: loglik(mu, log_k), *mu_range)
+
+    def profile_k(log_k: float) -> float:
+        return best_mu(log_k)[1]
+
+    def profile_mu(mu: float) -> float:
+        return _maximise(lambda log_k: loglik(mu, log_k), *_DISPERSION_RANGE)[1]
+
+    log_k, best = _maximise(profile_k, *_DISPERSION_RANGE)
+    mu = best_mu(log_k)[0]
+    mu_ci = _interval(profile_mu, mu, best, *mu_range, threshold)
+    low_k, high_k = _interval(profile_k, log_k, best, *_DISPERSION_RANGE, threshold)
+    notes = []
+    if high_k >= _DISPERSION_RANGE[1]:
+        notes.append("negative binomial dispersion's interval is unbounded above: the data are "
+                     "not shown to be over-dispersed, and the law may be the Poisson law")
+    k_ci = (math.exp(low_k), math.inf if high_k >= _DISPERSION_RANGE[1] else math.exp(high_k))
+    k = math.exp(log_k)
+    se = {"mu": _standard_error(profile_mu, mu, *mu_range)}
+    se["mean"] = se["mu"]
+    return (NegativeBinomial(mu, k), {"mu": mu, "dispersion": k, "mean": mu},
+            {"mu": mu_ci, "dispersion": k_ci, "mean": mu_ci}, se, best, notes)
+
+
 _FITTERS = {"poisson": _fit_poisson, "binomial": _fit_binomial, "uniform": _fit_uniform,
-            "geometric": _fit_geometric}
+            "geometric": _fit_geometric, "negative-binomial": _fit_negative_binomial}

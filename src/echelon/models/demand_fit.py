@@ -70,7 +70,8 @@ from echelon.sim.config import ChainConfig
 
 LAWS = tuple(_FITTERS)
 """The laws :func:`fit_demand` estimates (the i.i.d. laws of :mod:`echelon.sim.demand`): poisson,
-binomial, uniform, geometric. A law is added by its fitter in :mod:`.censored_mle`."""
+binomial, uniform, geometric, negative-binomial. A law is added by its fitter in
+:mod:`.censored_mle`."""
 
 
 # --- results ----------------------------------------------------------------------------------
