@@ -55,7 +55,7 @@ def test_bundled_presets_resolve_to_their_documented_values(name):
     assert run.search == SearchConfig(space=Space.PAPER, family=Family.BASE_STOCK,
                                       mode=RequestMode.RAW, episodes=100, top_k=5)
     assert run.collect == CollectConfig(episodes=2000, noise_std=0.0)
-    assert PRESETS == ("paper", "quick")  # every TOML file bundled in echelon/presets
+    assert PRESETS == ("paper", "quick", "regime", "seasonal")  # every TOML file in echelon/presets
     assert pipeline.resolve() == pipeline.resolve("quick")
     # Every value the preset file states is the resolved one.
     for section, table in read_preset(name).items():
@@ -147,7 +147,7 @@ def test_a_toml_file_is_a_preset(tmp_path):
 
 
 def test_preset_errors(tmp_path):
-    message = r"preset must be one of \['paper', 'quick'\] or a TOML file"
+    message = r"preset must be one of \['paper', 'quick', 'regime', 'seasonal'\] or a TOML file"
     with pytest.raises(ValueError, match=message):
         pipeline.resolve("quik")
     bad = tmp_path / "bad.toml"

@@ -148,3 +148,46 @@ def test_per_episode_levels_must_match_the_batch():
     state = core.reset(config, np.full((5, config.periods), 20.0))
     with pytest.raises(ValueError, match="levels has 4 rows"):
         policy.act(None, state)
+
+
+# --- time-varying base-stock ---------------------------------------------------------------------
+
+
+def test_time_varying_levels_switch_at_each_third_of_the_horizon():
+    from echelon.policies.base_stock import TimeVaryingBaseStock
+
+    config = ChainConfig()
+    levels = np.array([300.0, 400.0, 500.0, 0.0, 0.0, 0.0, 10.0, 20.0, 30.0])
+    policy = TimeVaryingBaseStock(config, levels, 3, RequestMode.RAW)
+    assert [policy.block(n) for n in (0, 9, 10, 19, 20, 29)] == [0, 0, 1, 1, 2, 2]
+    state = core.reset(config, _DEMAND)
+    # Period 0: echelon positions 100, 200, 400 against levels 300, 400, 500.
+    np.testing.assert_array_equal(policy.act(None, state), [[200.0, 200.0, 100.0]])
+    for _ in range(10):
+        state, _ = core.step(config, state, np.zeros((1, 3)))
+    assert policy.act(None, state).tolist() == [[0.0, 0.0, 0.0]]  # block 2: levels 0
+    # Equal blocks order as plain echelon base-stock.
+    same = TimeVaryingBaseStock(config, np.tile([80.0, 180.0, 40.0], 3), 3)
+    np.testing.assert_array_equal(same.act(None, state),
+                                  EchelonBaseStock(config, [80.0, 180.0, 40.0]).act(None, state))
+    with pytest.raises(ValueError, match=r"levels must be shaped \(S,\) or \(N, S\) with S = 9"):
+        TimeVaryingBaseStock(config, [80.0, 180.0, 40.0], 3)
+    with pytest.raises(ValueError, match="blocks must be an integer >= 1"):
+        TimeVaryingBaseStock(config, levels, 0)
+
+
+def test_tuned_time_varying_levels_follow_a_trend():
+    from echelon.policies.search import Family, SearchConfig, Space, run_search
+    from echelon.sim.demand import MeanCurve
+
+    # Demand triples over the horizon: the last third wants higher retail levels than the first.
+    config = ChainConfig(demand=MeanCurve(level=10.0, trend=0.07))
+    settings = SearchConfig(space=Space.WIDE, family=Family.TIME_VARYING, mode=RequestMode.CLIP,
+                            episodes=60, top_k=1)
+    best = run_search(config, settings, np.random.SeedSequence(4)).best
+    assert set(best.params) == {"z1", "z2", "z3"}
+    assert best.params["z3"][0] > best.params["z1"][0]
+    plain = run_search(config, SearchConfig(space=Space.WIDE, family=Family.BASE_STOCK,
+                                            mode=RequestMode.CLIP, episodes=60, top_k=1),
+                       np.random.SeedSequence(4)).best
+    assert best.mean > plain.mean  # on the same ranking paths

@@ -42,7 +42,8 @@ def test_every_family_has_a_consistent_entry(family):
 def test_the_registry_names_every_family_once():
     assert list(FAMILIES) == list(Family)
     assert [f.value for f in Family] == ["base-stock", "time-aware", "ss", "local",
-                                         "decentralized", "decentralized-time-aware"]
+                                         "decentralized", "decentralized-time-aware",
+                                         "time-varying"]
 
 
 # HeuristicSpec ------------------------------------------------------------------------------------

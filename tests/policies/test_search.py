@@ -51,6 +51,9 @@ VECTORS = {
                          [30.0, 100.0, 200.0, 90.0, 10.0, 300.0]]),
     # local levels z of each stage's own position.
     Family.LOCAL: np.array([[80.0, 100.0, 40.0], [60.0, 120.0, 250.0], [0.0, 0.0, 0.0]]),
+    # each third of the horizon's levels z1, z2, z3.
+    Family.TIME_VARYING: np.array([[80.0, 180.0, 40.0, 90.0, 200.0, 40.0, 20.0, 50.0, 0.0],
+                                   [100.0, 220.0, 450.0] * 3, [0.0] * 9]),
     # levels z of the position each stage sees.
     Family.DECENTRALIZED: np.array([[80.0, 100.0, 40.0], [60.0, 120.0, 250.0], [0.0, 0.0, 0.0]]),
     # z, then last_order_period.

@@ -1,5 +1,5 @@
 """Base-stock heuristics: echelon, local (installation) and decentralized base-stock, their
-time-aware variants, and (s, S).
+time-aware variants, time-varying base-stock, and (s, S).
 
 All take their parameters shaped (S,), one value per stage, or (N, S), one row per episode, so
 that many parameter settings run in one batch on common demand paths.
@@ -211,6 +211,40 @@ class DecentralizedTimeAwareBaseStock(TimeAwareBaseStock):
     """
 
     base_policy = DecentralizedBaseStock
+
+
+class TimeVaryingBaseStock:
+    """Echelon base-stock with its own levels in each block of periods, for demand that moves
+    with time (a season, a trend): the horizon is cut into ``blocks`` blocks of equal length
+    (period n is in block ``n * blocks // T``) and block b orders up to ``z_b``.
+
+    Args:
+        config: The chain.
+        levels: The blocks' echelon levels one after another [z_1, ..., z_B], shaped (B S,) or
+            (N, B S).
+        blocks: Number of blocks B, >= 1 (beyond T, some blocks are never reached).
+        mode: ``RequestMode.CLIP`` (default) or ``RequestMode.RAW``.
+    """
+
+    reads_observation = False
+
+    def __init__(self, config: ChainConfig, levels: np.ndarray, blocks: int,
+                 mode: RequestMode = RequestMode.CLIP) -> None:
+        if isinstance(blocks, bool) or not isinstance(blocks, (int, np.integer)) or blocks < 1:
+            raise ValueError(f"blocks must be an integer >= 1, got {blocks!r}")
+        self.config, self.blocks, self.mode = config, int(blocks), RequestMode(mode)
+        self.levels = stage_parameter("levels", levels, config.stages * self.blocks)
+
+    def block(self, period: int) -> int:
+        """The block of period n: n B // T."""
+        return period * self.blocks // self.config.periods
+
+    def act(self, obs: np.ndarray | None, state: ChainState) -> np.ndarray:
+        check_rows("levels", self.levels, state.episodes)
+        stages, block = self.config.stages, self.block(state.period)
+        levels = self.levels[..., block * stages : (block + 1) * stages]
+        shortfall = levels - echelon_inventory_position(self.config, state)
+        return _request(self.config, state, shortfall, self.mode)
 
 
 class ReorderPointOrderUpTo:

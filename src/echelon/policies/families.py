@@ -28,6 +28,7 @@ from echelon.policies.base_stock import (
     ReorderPointOrderUpTo,
     RequestMode,
     TimeAwareBaseStock,
+    TimeVaryingBaseStock,
 )
 from echelon.policies.pattern import pattern_search
 from echelon.sim.config import ChainConfig
@@ -53,6 +54,9 @@ class Family(enum.Enum):
     DECENTRALIZED_TIME_AWARE = "decentralized-time-aware"
     """Decentralized base-stock with a last ordering period per stage: z, then
     last_order_period."""
+    TIME_VARYING = "time-varying"
+    """Echelon base-stock with its own levels in each third of the horizon: z1, z2, z3 (an
+    adaptive baseline for seasonal or trending demand)."""
 
     def size(self, stages: int) -> int:
         """Length P of a parameter vector for a chain of S stages."""
@@ -234,6 +238,28 @@ def _time_aware_family(policy: type, start: Callable[[SearchStart], np.ndarray])
     )
 
 
+# The time-varying family's blocks: thirds of the horizon (ten periods of OR-Gym's 30), few
+# enough for its 3 S levels to be searched like the other families' 2 S parameters.
+LEVEL_BLOCKS = 3
+
+
+def _block_params(values: list[float], stages: int) -> Params:
+    return {f"z{b + 1}": values[b * stages : (b + 1) * stages] for b in range(LEVEL_BLOCKS)}
+
+
+def _block_bounds(config: ChainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Each block's levels within the base-stock levels' bounds."""
+    low, high = _level_bounds(config)
+    return np.tile(low, LEVEL_BLOCKS), np.tile(high, LEVEL_BLOCKS)
+
+
+def _block_start(start: SearchStart) -> np.ndarray:
+    """The best base-stock levels in every block, and the coarse grid likewise."""
+    start.scores(np.tile(start.levels, LEVEL_BLOCKS))
+    start.scores(np.tile(start.coarse, LEVEL_BLOCKS))
+    return np.tile(start.spacing / 2.0, LEVEL_BLOCKS)
+
+
 FAMILIES: dict[Family, HeuristicFamily] = {
     Family.BASE_STOCK: HeuristicFamily(
         keys=("z",), to_params=_levels_to_params, from_params=_lists("z"),
@@ -262,6 +288,13 @@ FAMILIES: dict[Family, HeuristicFamily] = {
     ),
     Family.DECENTRALIZED_TIME_AWARE: _time_aware_family(DecentralizedTimeAwareBaseStock,
                                                          _decentralized_time_aware_start),
+    Family.TIME_VARYING: HeuristicFamily(
+        keys=tuple(f"z{b + 1}" for b in range(LEVEL_BLOCKS)), to_params=_block_params,
+        from_params=_lists(*(f"z{b + 1}" for b in range(LEVEL_BLOCKS))),
+        build=lambda config, vectors, mode: TimeVaryingBaseStock(
+            config, vectors, LEVEL_BLOCKS, mode),
+        bounds=_block_bounds, start=_block_start,
+    ),
 }
 """The registry: every family's entry."""
 

@@ -1,4 +1,5 @@
-"""The bundled presets: every ``<name>.toml`` in this folder (``quick``, ``paper``).
+"""The bundled presets: every ``<name>.toml`` in this folder (``quick``, ``paper``, and the
+non-stationary scenarios ``seasonal`` and ``regime``).
 
 Adding a preset is adding its TOML file here; the CLI and :func:`read_preset` find it by name.
 """

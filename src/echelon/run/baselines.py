@@ -67,6 +67,10 @@ BASELINES: dict[str, Baseline] = {
                               default=False),
     "decentralized-time-aware": Baseline("tuned decentralized time-aware base-stock",
                                          tuned_family="decentralized-time-aware", default=False),
+    # Levels of their own in each third of the horizon: an adaptive baseline for demand that
+    # moves with time (the seasonal and regime presets).
+    "time-varying": Baseline("tuned time-varying base-stock", tuned_family="time-varying",
+                             default=False),
 }
 
 DEFAULT_BASELINES = tuple(name for name, baseline in BASELINES.items() if baseline.default)
