@@ -24,6 +24,7 @@ from echelon.cli.commands import (
     _cmd_optimum,
     _cmd_plan,
     _cmd_reproduce,
+    _cmd_robustness,
     _cmd_search,
     _cmd_simulate,
     _cmd_train,
@@ -136,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     from echelon.agents.registry import ALGORITHMS
     from echelon.models.demand_fit import LAWS
     from echelon.models.neural import ARCHITECTURES, NeuralSettings
+    from echelon.evaluation.robustness import SHIFTS
     from echelon.run.config import BASELINES, DEFAULT_BASELINES
 
     parser = _Parser(
@@ -283,6 +285,17 @@ def build_parser() -> argparse.ArgumentParser:
                           "demand law, a few minutes)")
     evaluate.add_argument("--env", choices=("v1", "v0"),
                           help="the chain (default: the agents' chain, else InvManagement-v1)")
+
+    robust = command("robustness", _cmd_robustness,
+                     "every policy of a finished run in shifted worlds (demand, lead times, "
+                     "capacities, season), against the heuristic re-tuned for each", json_,
+                     _options(_overwrite_option("the run's robustness.json")))
+    robust.add_argument("run_dir", help="the folder of a finished run (echelon reproduce --out)")
+    robust.add_argument("--shifts", default="default",
+                        help=f"default, or comma-separated of: {', '.join(SHIFTS)} (default: "
+                        "default, all of them)")
+    robust.add_argument("--episodes", type=_positive_int,
+                        help="held-out paths per world (default: the run's evaluate.episodes)")
 
     collect = command("collect", _cmd_collect,
                       "search the behaviour policies of a preset and log their episodes",

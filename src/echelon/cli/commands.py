@@ -533,6 +533,42 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_robustness(args: argparse.Namespace) -> int:
+    from echelon import pipeline
+    from echelon._io import atomic_write_json
+    from echelon.evaluation.robustness import parse_shifts, robustness_rows
+    from echelon.run.robustness import ROBUSTNESS_FILE, robustness
+
+    folder = Path(args.run_dir)
+    if not (folder / "config.toml").is_file():
+        raise ValueError(f"{folder}: no config.toml; give the folder of a finished run "
+                         "(echelon reproduce --out RUN_DIR)")
+    shifts = parse_shifts(args.shifts)
+    target = check_output(folder / ROBUSTNESS_FILE, overwrite=args.overwrite,
+                          example=ROBUSTNESS_FILE)
+    run = pipeline.resolve(folder / "config.toml")
+    quiet = args.json
+    data = robustness(run, folder, shifts, episodes=args.episodes,
+                      log=_quiet if quiet else print)
+    atomic_write_json(target, data)
+    # The report gets its Robustness section: every stage of the run is done, so only the
+    # figures and the report are redone.
+    report = pipeline.reproduce(run, folder, progress=False, log=_quiet)
+    if quiet:
+        print(_dumps({"robustness": str(target), "report": str(report), **data}))
+        return 0
+    labels, shares, differences = robustness_rows(data["worlds"])
+    print(f"{len(labels)} policies in {len(data['worlds'])} shifted worlds, {data['episodes']} "
+          f"paths each: share of each world's perfect-information bound")
+    for world, column in zip(data["worlds"], shares.T, strict=True):
+        finite = column[np.isfinite(column)]
+        best = labels[int(np.nanargmax(column))] if finite.size else "none"
+        print(f"  {world['label']:<30} best {best} ({100 * np.nanmax(column):.1f}%)"
+              if finite.size else f"  {world['label']:<30} no policy could act")
+    print(f"written: {target}; the report's Robustness section: {report}")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from echelon.evaluation.summary import comparison_rows
     from echelon.run.saved import evaluate_saved

@@ -308,6 +308,40 @@ def orders_by_stage(
     return fig, axes
 
 
+def robustness_heatmap(labels: Sequence[str], worlds: Sequence[str],
+                       shares: np.ndarray) -> tuple[Figure, Axes]:
+    """Each policy's share of the perfect-information bound (rows) in each world (columns).
+
+    Args:
+        labels: The policies, one per row.
+        worlds: The worlds, one per column.
+        shares: (rows, worlds) shares as fractions (1 = the bound); NaN where a policy did not
+            act, drawn blank.
+
+    Returns:
+        The figure and its axes.
+
+    Raises:
+        ValueError: If the shape does not match the labels.
+    """
+    values = np.asarray(shares, dtype=np.float64)
+    if values.shape != (len(labels), len(worlds)) or not len(labels):
+        raise ValueError(f"shares must be shaped ({len(labels)}, {len(worlds)}), got "
+                         f"{values.shape}")
+    fig = _figure(figsize=(1.6 + 1.1 * len(worlds), 1.4 + 0.32 * len(labels)))
+    ax = fig.add_subplot()
+    image = ax.imshow(100.0 * values, aspect="auto", cmap="viridis", vmin=0.0, vmax=100.0)
+    for (row, column), value in np.ndenumerate(values):
+        if np.isfinite(value):
+            ax.text(column, row, f"{100 * value:.0f}", ha="center", va="center", fontsize=7,
+                    color="white" if value < 0.6 else "black")
+    ax.set_xticks(np.arange(len(worlds)), labels=worlds, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(np.arange(len(labels)), labels=labels, fontsize=8)
+    fig.colorbar(image, ax=ax, label="share of the perfect-information bound (%)")
+    ax.set_title("Every policy in worlds it was not made for")
+    return fig, ax
+
+
 def ladder(entries: Sequence[Mapping[str, object]]) -> tuple[Figure, Axes]:
     """Every policy's profit as a share of the perfect-information bound, sorted.
 

@@ -4,6 +4,7 @@ honest comparison, and a plain verdict on each of the paper's claims with its ev
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -262,6 +263,16 @@ def write_report(run, folder: Path, evaluation: dict[str, Any], search, baseline
               + "; ".join(f"{c.params}" for c in search.ranked) + ". Tuned baselines: "
               + ("; ".join(f"{k} {v['params']}" for k, v in baselines.items()) or "none") + ".", "",
               "```toml", (folder / "config.toml").read_text().rstrip(), "```", ""]
+    # --- robustness (echelon robustness RUN_DIR) ---------------------------------------------
+    shifted = folder / "robustness.json"
+    if shifted.is_file():
+        from echelon.evaluation.robustness import robustness_rows, robustness_section
+
+        data = json.loads(shifted.read_text())
+        labels, shares, _ = robustness_rows(data["worlds"])
+        fig, _ = figures.robustness_heatmap(labels, [w["label"] for w in data["worlds"]], shares)
+        figures.save_figure(fig, figure_dir / "robustness.png")
+        lines += robustness_section(data, "robustness.png", number=9)
     return atomic_write_text(folder / "report.md", "\n".join(lines))
 
 
