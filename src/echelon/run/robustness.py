@@ -56,7 +56,7 @@ def _policy(result: dict[str, Any], run: RunConfig, world: ChainConfig, folder: 
     kind, params = PolicyKind(result["kind"]), result["params"]
     if kind in (PolicyKind.AGENT, PolicyKind.DECENTRALIZED):
         agent = load_agent(folder / params["checkpoint"], device="cpu")
-        return _TrainedView(agent, run.chain)
+        return _TrainedView(agent, getattr(agent, "chain", run.chain))
     if kind is PolicyKind.MODEL:
         spec = params["spec"]
         if spec.get("kind") == "neural":
