@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from echelon.data.collect import Behaviour, CollectConfig, collect
+from echelon.models.curve_fit import fit_curve
 from echelon.models.demand_fit import (
     UnsupportedLawError,
     compare_laws,
@@ -21,6 +22,7 @@ from echelon.sim.demand import (
     DemandPath,
     DiscreteUniform,
     Geometric,
+    MeanCurve,
     NegativeBinomial,
     Poisson,
 )
@@ -195,3 +197,50 @@ def test_the_censored_interval_covers_the_truth_in_most_replications():
         naive_covered += fit.naive.ci["mu"][0] <= 20.0 <= fit.naive.ci["mu"][1]
     assert covered >= 34  # 95% nominal; P(fewer than 34 of 40) < 1% at the nominal rate
     assert naive_covered == 0
+
+
+# --- a demand curve -------------------------------------------------------------------------------
+
+
+SEASONAL = MeanCurve(level=20.0, season=10, amplitude=0.5, phase=2.0, trend=0.01, dispersion=8.0)
+
+
+@pytest.mark.parametrize("backlog, z", [(True, (80.0, 200.0, 300.0)), (False, (40.0, 150.0, 250.0))],
+                         ids=["exact", "censored"])
+def test_a_seasonal_trending_curve_is_recovered(backlog, z):
+    data = _logs(ChainConfig(backlog=backlog, demand=SEASONAL), z=z, episodes=60, seed=5)
+    fit = fit_curve(data, 10, counts="negative-binomial")
+    assert (fit.censored > 1000) == (not backlog)  # most periods sell out in the lean v1 logs
+    for name in ("level", "amplitude", "trend"):
+        low, high = fit.ci[name]
+        assert low <= getattr(SEASONAL, name) <= high, (name, fit.params, fit.ci)
+    assert fit.params["phase"] == pytest.approx(2.0, abs=0.3)
+    assert fit.params["dispersion"] == pytest.approx(8.0, rel=0.35)
+    assert fit.law.season == 10 and fit.law.dispersion == fit.params["dispersion"]
+    # Against the i.i.d. laws on the same observations, AIC picks the curve.
+    assert fit.aic < min(f.aic for f in compare_laws(data))
+    assert json.loads(json.dumps(fit.to_dict()))["law"]["law"] == "curve"
+
+
+def test_curve_refusals():
+    data = _logs(ChainConfig(backlog=True), episodes=2)
+    with pytest.raises(ValueError, match="counts must be one of"):
+        fit_curve(data, 10, counts="geometric")
+    with pytest.raises(ValueError, match=r"season must be an integer >= 2 \(0: none\)"):
+        fit_curve(data, 1)
+
+
+def test_the_command_fits_a_curve(tmp_path, capsys):
+    from echelon.cli import main
+    from echelon.data import save
+
+    path = save(_logs(ChainConfig(backlog=True, demand=SEASONAL), episodes=20, seed=6),
+                tmp_path / "logs.h5")
+    assert main(["fit-demand", str(path), "--law", "curve", "--season", "10", "--json"]) == 0
+    fit = json.loads(capsys.readouterr().out)
+    assert fit["law"]["law"] == "curve" and fit["law"]["season"] == 10
+    assert fit["ci"]["level"][0] < fit["params"]["level"] < fit["ci"]["level"][1]
+    assert main(["fit-demand", str(path), "--season", "10"]) == 2
+    assert "--season goes with --law curve" in capsys.readouterr().err
+    assert main(["fit-demand", str(path), "--counts", "negative-binomial"]) == 2
+    assert "--counts applies to --law curve only" in capsys.readouterr().err

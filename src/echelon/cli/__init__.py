@@ -201,8 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit = command("fit-demand", _cmd_fit_demand,
                   "estimate the demand law from a dataset's sales and on-hand (censored MLE)", json_)
     fit.add_argument("dataset")
-    fit.add_argument("--law", choices=(*LAWS, "all"), default="all",
-                     help="one law, or all of them ranked by AIC (default)")
+    fit.add_argument("--law", choices=(*LAWS, "all", "curve"), default="all",
+                     help="one law, all of them ranked by AIC (default), or curve: a level, a "
+                     "season of --season periods and a trend (the curve engine)")
+    fit.add_argument("--season", type=_non_negative_int,
+                     help="with --law curve: the season's length in periods (0: none)")
+    fit.add_argument("--counts", choices=("poisson", "negative-binomial"), default="poisson",
+                     help="with --law curve: the counts around the curve (default: poisson)")
 
     plan = command("plan", _cmd_plan, "fit demand to a dataset, then plan a policy in the known "
                    "dynamics", seed, json_, _options(_overwrite_option("a policy.json in --out")))

@@ -598,7 +598,25 @@ def _cmd_fit_demand(args: argparse.Namespace) -> int:
     from echelon.data import load
     from echelon.models import compare_laws, fit_demand
 
+    if (args.law == "curve") != (args.season is not None):
+        raise ValueError("--season goes with --law curve, and --law curve needs --season")
+    if args.law != "curve" and args.counts != "poisson":
+        raise ValueError("--counts applies to --law curve only")
     data = load(args.dataset)
+    if args.law == "curve":
+        from echelon.models.curve_fit import fit_curve
+
+        fit = fit_curve(data, args.season, counts=args.counts)
+        if args.json:
+            print(_dumps(fit.to_dict()))
+            return 0
+        print(f"{args.dataset}: {fit.observations:,} periods, {fit.censored:,} sold out; "
+              f"{fit.name}, AIC {fit.aic:.1f}")
+        for name, value in fit.params.items():
+            low, high = fit.ci.get(name, (None, None))
+            shown = f"  [{low:.4g}, {high:.4g}]" if low is not None else ""
+            print(f"  {name:<10} {value:.4g}{shown}")
+        return 0
     fits = compare_laws(data) if args.law == "all" else [fit_demand(data, args.law)]
     if args.json:
         print(_dumps([fit.to_dict() for fit in fits]))

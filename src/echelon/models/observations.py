@@ -32,6 +32,8 @@ class DemandObservations:
     """(M,) stock the retailer had for sale [c]; infinite where demand is never censored (v0)."""
     method: str
     """How the values were read: ``lost-sales`` (censored), ``backlog`` (exact) or ``naive``."""
+    periods: np.ndarray | None = None
+    """(M,) the period index n of each value, for laws whose mean changes with n."""
 
     @property
     def exact(self) -> np.ndarray:
@@ -71,13 +73,14 @@ def observe_demand(data: OfflineDataset) -> DemandObservations:
         _check_whole("backlog-recovered demand", values)
         return DemandObservations(
             values=values, censored=np.zeros(len(values), dtype=bool),
-            available=np.full(len(values), np.inf), method="backlog",
+            available=np.full(len(values), np.inf), method="backlog", periods=periods[keep],
         )
     on_hand = data.log["on_hand"][:, 0]
     _check_whole("retail sales", sales)
     _check_whole("retailer on-hand", on_hand)
     return DemandObservations(
-        values=sales.copy(), censored=on_hand <= 0.0, available=sales + on_hand, method="lost-sales"
+        values=sales.copy(), censored=on_hand <= 0.0, available=sales + on_hand, method="lost-sales",
+        periods=data.periods.copy(),
     )
 
 
@@ -87,7 +90,7 @@ def naive_observations(data: OfflineDataset) -> DemandObservations:
     _check_whole("retail sales", sales)
     return DemandObservations(
         values=sales.copy(), censored=np.zeros(len(sales), dtype=bool),
-        available=np.full(len(sales), np.inf), method="naive",
+        available=np.full(len(sales), np.inf), method="naive", periods=data.periods.copy(),
     )
 
 
