@@ -27,7 +27,9 @@ def test_the_preset_runs_end_to_end(preset, engine, tmp_path):
     assert {"tuned time-varying base-stock", "shrinking-horizon LP",
             "perfect-information bound", "bc seed 0", "iql seed 0"} <= names
     model = json.loads((out / "model.json").read_text())
-    assert model["fit"]["law"]["law"] == "negative-binomial"
+    # The seasonal preset fits its curve from the censored logs; the regime preset an i.i.d. law.
+    assert model["fit"]["law"]["law"] == {"seasonal": "curve", "regime": "negative-binomial"}[preset]
+    assert {"time-aware (fitted model)", "rolling scenario LP (fitted model)"} <= names
     assert "## 4. From logs to a policy with a model" in report.read_text()
     assert pipeline.resolve(out / "config.toml") == run
 
@@ -38,3 +40,16 @@ def test_the_seasonal_curve_swings_around_its_level():
     peak = 20.0 * (1.0 + 0.5 * np.sin(0.4 * np.pi))
     assert curve.max() == pytest.approx(peak) and curve.min() == pytest.approx(40.0 - peak)
     assert np.mean(curve) == pytest.approx(20.0)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.season=10"], r"model\.season and model\.counts apply to model\.law = \"curve\" only"),
+    (['model.law="curve"', "model.misspecification=true"], r"set it to false with model\.law"),
+    (['model.law="curve"', "model.misspecification=false", 'model.counts="geometric"'],
+     r"model\.counts must be one of \['poisson', 'negative-binomial'\]"),
+    (['model.law="curve"', "model.misspecification=false", "model.season=1"],
+     r"model\.season must be an integer >= 2 \(0: none\)"),
+])
+def test_curve_settings_are_checked(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        pipeline.resolve("quick", overrides)

@@ -147,7 +147,13 @@ class ModelStageConfig:
     enabled: bool = True
     """Run the model-based route (and compare it with the agents)."""
     law: str = "poisson"
-    """The demand law fitted by censored maximum likelihood (poisson, binomial, uniform, geometric)."""
+    """The demand law fitted by censored maximum likelihood (poisson, binomial, uniform,
+    geometric, negative-binomial), or ``curve``: the curve engine (a level, a season of
+    ``season`` periods and a trend, with ``counts`` counts)."""
+    season: int = 0
+    """With ``law = "curve"``: the season's length in periods, >= 2 (0: none)."""
+    counts: str = "poisson"
+    """With ``law = "curve"``: ``poisson`` or ``negative-binomial`` counts around the curve."""
     plan_episodes: int = 500
     """Model paths the time-aware policy is planned on (and as many to rank on), >= 1."""
     scenarios: int = 16
@@ -168,8 +174,20 @@ class ModelStageConfig:
         from echelon.models.demand_fit import LAWS
         from echelon.models.neural import ARCHITECTURES
 
-        if self.law not in LAWS:
-            raise ValueError(f"model.law must be one of {list(LAWS)}, got {self.law!r}")
+        from echelon.models.curve_fit import COUNT_LAWS
+
+        if self.law not in (*LAWS, "curve"):
+            raise ValueError(f"model.law must be one of {[*LAWS, 'curve']}, got {self.law!r}")
+        if self.counts not in COUNT_LAWS:
+            raise ValueError(f"model.counts must be one of {list(COUNT_LAWS)}, got {self.counts!r}")
+        if isinstance(self.season, bool) or not isinstance(self.season, int) or self.season == 1 \
+                or self.season < 0:
+            raise ValueError(f"model.season must be an integer >= 2 (0: none), got {self.season!r}")
+        if self.law != "curve" and (self.season or self.counts != "poisson"):
+            raise ValueError("model.season and model.counts apply to model.law = \"curve\" only")
+        if self.law == "curve" and self.misspecification:
+            raise ValueError("model.misspecification fits i.i.d. laws to other logs: set it to "
+                             "false with model.law = \"curve\"")
         object.__setattr__(self, "neural", tuple(self.neural))
         bad = [a for a in self.neural if a not in ARCHITECTURES]
         if bad or len(set(self.neural)) != len(self.neural):

@@ -451,13 +451,24 @@ def model_stage(run: RunConfig, data: OfflineDataset, search: SearchResult, *,
     plan_seed, true_seed, rolling_seed, logs_seed, neural_seed = child_seeds(
         child_seeds(run_streams(run.seed).train, 2)[1], 5
     )
-    fit = fit_demand(data, settings.law)
     laws = [{"law": f.name, "aic": f.aic, "mean": f.params["mean"],
              "goodness_of_fit_p": f.goodness_of_fit.p_value} for f in compare_laws(data)]
-    log(f"  fitted {fit.name} mean {fit.params['mean']:.2f} (naive "
-        f"{fit.naive.params['mean'] if fit.naive else float('nan'):.2f}); {fit.censored:,} of "
-        f"{fit.observations:,} periods censored")
-    model = fitted_chain(data, fit)
+    if settings.law == "curve":
+        from echelon.models.curve_fit import fit_curve
+
+        fit = fit_curve(data, settings.season, counts=settings.counts)
+        laws = sorted([*laws, {"law": fit.name, "aic": fit.aic, "mean": fit.params["mean"],
+                               "goodness_of_fit_p": None}], key=lambda law: law["aic"])
+        log(f"  fitted {fit.name}: level {fit.params['level']:.2f}, amplitude "
+            f"{fit.params['amplitude']:.2f}, trend {fit.params['trend']:+.4f}; {fit.censored:,} "
+            f"of {fit.observations:,} periods censored")
+        model = data.chain.replace(demand=fit.law)
+    else:
+        fit = fit_demand(data, settings.law)
+        log(f"  fitted {fit.name} mean {fit.params['mean']:.2f} (naive "
+            f"{fit.naive.params['mean'] if fit.naive else float('nan'):.2f}); {fit.censored:,} of "
+            f"{fit.observations:,} periods censored")
+        model = fitted_chain(data, fit)
     planned = plan_time_aware(model, plan_seed, settings.plan_episodes, progress=progress)
     truth = plan_time_aware(run.chain, true_seed, settings.plan_episodes, progress=progress)
     policies = {"time-aware (fitted model)": planned.spec,
