@@ -49,7 +49,23 @@ def test_the_seasonal_curve_swings_around_its_level():
      r"model\.counts must be one of \['poisson', 'negative-binomial'\]"),
     (['model.law="curve"', "model.misspecification=false", "model.season=1"],
      r"model\.season must be an integer >= 2 \(0: none\)"),
+    (['model.law="regimes"', "model.misspecification=false"],
+     r"model\.regimes goes with model\.law = \"regimes\", which needs it"),
+    (["model.regimes=2"], r"model\.regimes goes with model\.law"),
+    (['model.law="regimes"', "model.misspecification=false", "model.regimes=9"],
+     r"model\.regimes must be an integer in \[2, 6\]"),
 ])
 def test_curve_settings_are_checked(overrides, message):
     with pytest.raises(ValueError, match=message):
         pipeline.resolve("quick", overrides)
+
+
+def test_the_model_route_plans_in_fitted_regimes(tmp_path):
+    run = pipeline.resolve("regime", [*TINY, 'model.law="regimes"', "model.regimes=2",
+                                      "model.misspecification=false", "train.algorithms=[\"bc\"]",
+                                      'evaluate.baselines=["paper-best", "oracle"]'])
+    pipeline.reproduce(run, tmp_path / "run", progress=False, log=lambda *a: None)
+    model = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert model["fit"]["law"]["law"] == "regimes" and len(model["fit"]["law"]["rates"]) == 2
+    assert any(law["law"] == "regimes (2)" for law in model["laws"])
+    assert "rolling scenario LP (fitted model)" in model["policies"]

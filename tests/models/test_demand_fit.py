@@ -7,6 +7,7 @@ import pytest
 
 from echelon.data.collect import Behaviour, CollectConfig, collect
 from echelon.models.curve_fit import fit_curve
+from echelon.models.regime_fit import fit_regimes
 from echelon.models.demand_fit import (
     UnsupportedLawError,
     compare_laws,
@@ -22,6 +23,7 @@ from echelon.sim.demand import (
     DemandPath,
     DiscreteUniform,
     Geometric,
+    MarkovModulated,
     MeanCurve,
     NegativeBinomial,
     Poisson,
@@ -244,3 +246,37 @@ def test_the_command_fits_a_curve(tmp_path, capsys):
     assert "--season goes with --law curve" in capsys.readouterr().err
     assert main(["fit-demand", str(path), "--counts", "negative-binomial"]) == 2
     assert "--counts applies to --law curve only" in capsys.readouterr().err
+
+
+# --- regimes --------------------------------------------------------------------------------------
+
+
+REGIMES = MarkovModulated(rates=(10.0, 30.0), transition=((0.9, 0.1), (0.1, 0.9)))
+
+
+@pytest.mark.parametrize("backlog, z", [(True, (80.0, 200.0, 300.0)), (False, (40.0, 150.0, 250.0))],
+                         ids=["exact", "censored"])
+def test_regime_switching_demand_is_recovered(backlog, z):
+    data = _logs(ChainConfig(backlog=backlog, demand=REGIMES), z=z, episodes=60, seed=3)
+    fit = fit_regimes(data, 2)
+    assert (fit.censored > 900) == (not backlog)  # half the periods sell out in the lean v1 logs
+    np.testing.assert_allclose(fit.law.rates, [10.0, 30.0], rtol=0.05)
+    np.testing.assert_allclose(fit.law.transition, REGIMES.transition, atol=0.03)
+    assert fit.params["mean"] == pytest.approx(20.0, rel=0.05)
+    # Against the i.i.d. laws on the same observations, AIC picks the regimes.
+    assert fit.aic < min(f.aic for f in compare_laws(data))
+    assert json.loads(json.dumps(fit.to_dict()))["law"]["law"] == "regimes"
+
+
+def test_regime_refusals_and_the_command(tmp_path, capsys):
+    from echelon.cli import main
+    from echelon.data import save
+
+    data = _logs(ChainConfig(backlog=True, demand=REGIMES), episodes=10, seed=4)
+    with pytest.raises(ValueError, match=r"regimes must be an integer in \[2, 6\]"):
+        fit_regimes(data, 1)
+    path = save(data, tmp_path / "logs.h5")
+    assert main(["fit-demand", str(path), "--law", "regimes", "--regimes", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["law"]["law"] == "regimes"
+    assert main(["fit-demand", str(path), "--law", "regimes"]) == 2
+    assert "--law regimes needs --regimes" in capsys.readouterr().err

@@ -201,9 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit = command("fit-demand", _cmd_fit_demand,
                   "estimate the demand law from a dataset's sales and on-hand (censored MLE)", json_)
     fit.add_argument("dataset")
-    fit.add_argument("--law", choices=(*LAWS, "all", "curve"), default="all",
-                     help="one law, all of them ranked by AIC (default), or curve: a level, a "
-                     "season of --season periods and a trend (the curve engine)")
+    fit.add_argument("--law", choices=(*LAWS, "all", "curve", "regimes"), default="all",
+                     help="one law, all of them ranked by AIC (default), curve: a level, a "
+                     "season of --season periods and a trend (the curve engine), or regimes: "
+                     "Poisson demand switching between --regimes hidden regimes")
+    fit.add_argument("--regimes", type=_positive_int,
+                     help="with --law regimes: the number of regimes, in [2, 6]")
     fit.add_argument("--season", type=_non_negative_int,
                      help="with --law curve: the season's length in periods (0: none)")
     fit.add_argument("--counts", choices=("poisson", "negative-binomial"), default="poisson",

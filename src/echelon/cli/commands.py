@@ -602,7 +602,22 @@ def _cmd_fit_demand(args: argparse.Namespace) -> int:
         raise ValueError("--season goes with --law curve, and --law curve needs --season")
     if args.law != "curve" and args.counts != "poisson":
         raise ValueError("--counts applies to --law curve only")
+    if (args.law == "regimes") != (args.regimes is not None):
+        raise ValueError("--regimes goes with --law regimes, and --law regimes needs --regimes")
     data = load(args.dataset)
+    if args.law == "regimes":
+        from echelon.models.regime_fit import fit_regimes
+
+        fit = fit_regimes(data, args.regimes)
+        if args.json:
+            print(_dumps(fit.to_dict()))
+            return 0
+        print(f"{args.dataset}: {fit.observations:,} periods, {fit.censored:,} sold out; "
+              f"{fit.name}, AIC {fit.aic:.1f}, long-run mean {fit.params['mean']:.3f}")
+        for i, (rate, row) in enumerate(zip(fit.law.rates, fit.law.transition, strict=True)):
+            print(f"  regime {i}: rate {rate:.3f}, next regime "
+                  + " ".join(f"{p:.3f}" for p in row))
+        return 0
     if args.law == "curve":
         from echelon.models.curve_fit import fit_curve
 

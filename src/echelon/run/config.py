@@ -140,6 +140,10 @@ class EvaluateConfig:
             raise ValueError("evaluate.paper_episodes must be <= evaluate.episodes")
 
 
+# The engines the model route fits besides the i.i.d. laws.
+_ENGINE_FITS = ("curve", "regimes")
+
+
 @dataclass(frozen=True)
 class ModelStageConfig:
     """The model-based route: estimate demand from the logs, then plan in the known dynamics."""
@@ -148,12 +152,14 @@ class ModelStageConfig:
     """Run the model-based route (and compare it with the agents)."""
     law: str = "poisson"
     """The demand law fitted by censored maximum likelihood (poisson, binomial, uniform,
-    geometric, negative-binomial), or ``curve``: the curve engine (a level, a season of
-    ``season`` periods and a trend, with ``counts`` counts)."""
+    geometric, negative-binomial), or an engine: ``curve`` (a level, a season of ``season``
+    periods and a trend, with ``counts`` counts) or ``regimes`` (``regimes`` hidden regimes)."""
     season: int = 0
     """With ``law = "curve"``: the season's length in periods, >= 2 (0: none)."""
     counts: str = "poisson"
     """With ``law = "curve"``: ``poisson`` or ``negative-binomial`` counts around the curve."""
+    regimes: int = 0
+    """With ``law = "regimes"``: the number of hidden regimes K, in [2, 6] (0 otherwise)."""
     plan_episodes: int = 500
     """Model paths the time-aware policy is planned on (and as many to rank on), >= 1."""
     scenarios: int = 16
@@ -176,8 +182,9 @@ class ModelStageConfig:
 
         from echelon.models.curve_fit import COUNT_LAWS
 
-        if self.law not in (*LAWS, "curve"):
-            raise ValueError(f"model.law must be one of {[*LAWS, 'curve']}, got {self.law!r}")
+        if self.law not in (*LAWS, *_ENGINE_FITS):
+            raise ValueError(f"model.law must be one of {[*LAWS, *_ENGINE_FITS]}, got "
+                             f"{self.law!r}")
         if self.counts not in COUNT_LAWS:
             raise ValueError(f"model.counts must be one of {list(COUNT_LAWS)}, got {self.counts!r}")
         if isinstance(self.season, bool) or not isinstance(self.season, int) or self.season == 1 \
@@ -185,9 +192,16 @@ class ModelStageConfig:
             raise ValueError(f"model.season must be an integer >= 2 (0: none), got {self.season!r}")
         if self.law != "curve" and (self.season or self.counts != "poisson"):
             raise ValueError("model.season and model.counts apply to model.law = \"curve\" only")
-        if self.law == "curve" and self.misspecification:
-            raise ValueError("model.misspecification fits i.i.d. laws to other logs: set it to "
-                             "false with model.law = \"curve\"")
+        regimes = self.regimes
+        if isinstance(regimes, bool) or not isinstance(regimes, int) or not (
+                regimes == 0 or 2 <= regimes <= 6):
+            raise ValueError(f"model.regimes must be an integer in [2, 6] (0: unused), got "
+                             f"{regimes!r}")
+        if (self.law == "regimes") != (regimes != 0):
+            raise ValueError("model.regimes goes with model.law = \"regimes\", which needs it")
+        if self.law in _ENGINE_FITS and self.misspecification:
+            raise ValueError(f"model.misspecification fits i.i.d. laws to other logs: set it to "
+                             f"false with model.law = \"{self.law}\"")
         object.__setattr__(self, "neural", tuple(self.neural))
         bad = [a for a in self.neural if a not in ARCHITECTURES]
         if bad or len(set(self.neural)) != len(self.neural):

@@ -463,6 +463,15 @@ def model_stage(run: RunConfig, data: OfflineDataset, search: SearchResult, *,
             f"{fit.params['amplitude']:.2f}, trend {fit.params['trend']:+.4f}; {fit.censored:,} "
             f"of {fit.observations:,} periods censored")
         model = data.chain.replace(demand=fit.law)
+    elif settings.law == "regimes":
+        from echelon.models.regime_fit import fit_regimes
+
+        fit = fit_regimes(data, settings.regimes)
+        laws = sorted([*laws, {"law": fit.name, "aic": fit.aic, "mean": fit.params["mean"],
+                               "goodness_of_fit_p": None}], key=lambda law: law["aic"])
+        log(f"  fitted {fit.name}: rates {', '.join(f'{r:.2f}' for r in fit.law.rates)}; "
+            f"{fit.censored:,} of {fit.observations:,} periods censored")
+        model = data.chain.replace(demand=fit.law)
     else:
         fit = fit_demand(data, settings.law)
         log(f"  fitted {fit.name} mean {fit.params['mean']:.2f} (naive "
