@@ -12,14 +12,13 @@ are profile-likelihood intervals (the other parameters maximised at each point).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from scipy import optimize, stats
 
 from echelon.data.dataset import OfflineDataset
-from echelon.models.observations import _json_float, observe_demand
+from echelon.models.engine_fit import EngineFit
+from echelon.models.observations import observe_demand
 from echelon.sim.demand import MeanCurve
 
 COUNT_LAWS = ("poisson", "negative-binomial")
@@ -30,35 +29,14 @@ _PHASE_STARTS = 4
 _LOG_DISPERSION = (math.log(1e-3), math.log(1e6))
 
 
-@dataclass(frozen=True)
-class CurveFit:
-    """A demand curve estimated from logs."""
-
-    law: MeanCurve
-    """The fitted engine, ready for a ``ChainConfig``."""
-    params: dict[str, float]
-    """Maximum-likelihood level, amplitude, phase, trend (and dispersion), and ``mean``, the
-    curve's average over the logged periods."""
-    ci: dict[str, tuple[float, float]]
-    """Profile-likelihood intervals of the level, the amplitude and the trend."""
-    log_likelihood: float
-    aic: float
-    """2 k - 2 l, comparable with :func:`.compare_laws`' i.i.d. fits of the same logs."""
-    observations: int
-    censored: int
+class CurveFit(EngineFit):
+    """A demand curve estimated from logs: ``params`` holds the level, amplitude, phase, trend
+    (and dispersion) and ``mean``, the curve's average over the horizon; ``ci`` the
+    profile-likelihood intervals of the level, the amplitude and the trend."""
 
     @property
     def name(self) -> str:
         return f"curve ({'negative binomial' if self.law.dispersion else 'Poisson'} counts)"
-
-    def to_dict(self) -> dict[str, Any]:
-        from echelon.sim.demand import demand_to_dict
-
-        return {"law": demand_to_dict(self.law),
-                "params": {k: _json_float(v) for k, v in self.params.items()},
-                "ci": {k: [_json_float(lo), _json_float(hi)] for k, (lo, hi) in self.ci.items()},
-                "log_likelihood": self.log_likelihood, "aic": self.aic,
-                "observations": self.observations, "censored": self.censored}
 
 
 class _Grouped:
@@ -171,8 +149,8 @@ def fit_curve(data: OfflineDataset, season: int, *, counts: str = "poisson",
     if dispersion is not None:
         params["dispersion"] = dispersion
     k = sum(1 for name in names if bounds[name][0] != bounds[name][1])
-    return CurveFit(law=law, params=params, ci=ci, log_likelihood=best, aic=2.0 * k - 2.0 * best,
-                    observations=len(obs.values), censored=int(obs.censored.sum()))
+    return CurveFit(law=law, params=params, log_likelihood=best, aic=2.0 * k - 2.0 * best,
+                    observations=len(obs.values), censored=int(obs.censored.sum()), ci=ci)
 
 
 __all__ = ["COUNT_LAWS", "CurveFit", "fit_curve"]

@@ -12,14 +12,13 @@ transition probabilities are found by L-BFGS-B on unconstrained parameters from 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from scipy import optimize, special, stats
 
 from echelon.data.dataset import OfflineDataset
-from echelon.models.observations import _json_float, observe_demand
+from echelon.models.engine_fit import EngineFit
+from echelon.models.observations import observe_demand
 from echelon.sim.demand import MarkovModulated
 
 # Starts of the search: the regimes' rates spread over these quantiles of the exact demands, each
@@ -28,34 +27,13 @@ _RATE_QUANTILES = ((0.2, 0.8), (0.35, 0.65))
 _STAY = (0.9, 0.7)
 
 
-@dataclass(frozen=True)
-class RegimeFit:
-    """Regime-switching demand estimated from logs."""
-
-    law: MarkovModulated
-    """The fitted engine, ready for a ``ChainConfig``."""
-    params: dict[str, Any]
-    """``rates`` and ``transition`` (lists), and ``mean``, the long-run mean demand."""
-    log_likelihood: float
-    aic: float
-    """2 k - 2 l with k = K + K (K - 1) parameters, comparable with the i.i.d. fits of the logs."""
-    observations: int
-    censored: int
+class RegimeFit(EngineFit):
+    """Regime-switching demand estimated from logs: ``params`` holds the ``rates`` and the
+    ``transition`` matrix (lists) and ``mean``, the long-run mean; no intervals yet."""
 
     @property
     def name(self) -> str:
         return f"regimes ({len(self.law.rates)})"
-
-    def to_dict(self) -> dict[str, Any]:
-        from echelon.sim.demand import demand_to_dict
-
-        return {"law": demand_to_dict(self.law),
-                "params": {"rates": list(self.law.rates),
-                           "transition": [list(row) for row in self.law.transition],
-                           "mean": _json_float(self.params["mean"])},
-                "ci": {},  # no intervals yet: the point estimates only
-                "log_likelihood": self.log_likelihood, "aic": self.aic,
-                "observations": self.observations, "censored": self.censored}
 
 
 def _episodes(data: OfflineDataset):
