@@ -19,7 +19,7 @@ from scipy import optimize, special, stats
 from echelon.data.dataset import OfflineDataset
 from echelon.models.engine_fit import EngineFit
 from echelon.models.observations import observe_demand
-from echelon.sim.demand import MarkovModulated
+from echelon.sim.demand import MarkovModulated, stationary_distribution
 
 # Starts of the search: the regimes' rates spread over these quantiles of the exact demands, each
 # with these probabilities of staying in a regime.
@@ -71,9 +71,7 @@ def _log_likelihood(rates: np.ndarray, transition: np.ndarray, values: np.ndarra
                         stats.poisson.sf(values[..., None] - 1, rates),
                         stats.poisson.pmf(values[..., None], rates))  # (E, T, K)
     emit = np.where(logged[..., None], emit, 1.0)
-    values_, vectors = np.linalg.eig(transition.T)
-    start = np.abs(np.real(vectors[:, np.argmin(np.abs(values_ - 1.0))]))
-    alpha = start / start.sum() * emit[:, 0]
+    alpha = stationary_distribution(transition) * emit[:, 0]
     total = 0.0
     for n in range(values.shape[1]):
         if n:

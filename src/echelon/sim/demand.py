@@ -346,6 +346,14 @@ class MeanCurve:
                        self.dispersion)
 
 
+def stationary_distribution(transition: np.ndarray) -> np.ndarray:
+    """(K,) the long-run probabilities of a Markov chain of (K, K) row-stochastic transitions:
+    the transition matrix's left eigenvector of eigenvalue 1, normalised."""
+    values, vectors = np.linalg.eig(np.asarray(transition, dtype=np.float64).T)
+    vector = np.abs(np.real(vectors[:, np.argmin(np.abs(values - 1.0))]))
+    return vector / vector.sum()
+
+
 @dataclass(frozen=True)
 class MarkovModulated:
     """Regime switching: Poisson demand whose rate follows a Markov chain of K regimes.
@@ -385,11 +393,8 @@ class MarkovModulated:
             object.__setattr__(self, "initial", initial)
 
     def stationary(self) -> np.ndarray:
-        """(K,) the regimes' long-run probabilities: the transition matrix's left eigenvector
-        of eigenvalue 1."""
-        values, vectors = np.linalg.eig(np.asarray(self.transition).T)
-        vector = np.real(vectors[:, np.argmin(np.abs(values - 1.0))])
-        return vector / vector.sum()
+        """(K,) the regimes' long-run probabilities."""
+        return stationary_distribution(np.asarray(self.transition))
 
     def start(self) -> np.ndarray:
         """(K,) the first period's regime probabilities."""
