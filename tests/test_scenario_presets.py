@@ -19,7 +19,9 @@ TINY = [
 
 @pytest.mark.parametrize("preset, engine", [("seasonal", MeanCurve), ("regime", MarkovModulated)])
 def test_the_preset_runs_end_to_end(preset, engine, tmp_path):
-    run = pipeline.resolve(preset, TINY)
+    # The regime preset's agents also train seeing the last periods' sales (its own sweep).
+    sweep = ['train.sweep=["bc.sales_history=3"]'] if preset == "regime" else []
+    run = pipeline.resolve(preset, [*TINY, *sweep])
     assert isinstance(run.chain.demand, engine) and run.chain.demand.mean == pytest.approx(20.0)
     out = tmp_path / preset
     report = pipeline.reproduce(run, out, progress=False, log=lambda *a: None)
@@ -27,8 +29,10 @@ def test_the_preset_runs_end_to_end(preset, engine, tmp_path):
     assert {"tuned time-varying base-stock", "shrinking-horizon LP",
             "perfect-information bound", "bc seed 0", "iql seed 0"} <= names
     model = json.loads((out / "model.json").read_text())
-    # The seasonal preset fits its curve from the censored logs; the regime preset an i.i.d. law.
-    assert model["fit"]["law"]["law"] == {"seasonal": "curve", "regime": "negative-binomial"}[preset]
+    # Each preset fits its own engine from the censored logs.
+    assert model["fit"]["law"]["law"] == {"seasonal": "curve", "regime": "regimes"}[preset]
+    if preset == "regime":
+        assert "bc-sales_history3 seed 0" in names
     assert {"time-aware (fitted model)", "rolling scenario LP (fitted model)"} <= names
     assert "## 4. From logs to a policy with a model" in report.read_text()
     assert pipeline.resolve(out / "config.toml") == run
@@ -64,8 +68,13 @@ def test_the_model_route_plans_in_fitted_regimes(tmp_path):
     run = pipeline.resolve("regime", [*TINY, 'model.law="regimes"', "model.regimes=2",
                                       "model.misspecification=false", "train.algorithms=[\"bc\"]",
                                       'evaluate.baselines=["paper-best", "oracle"]'])
-    pipeline.reproduce(run, tmp_path / "run", progress=False, log=lambda *a: None)
+    report = pipeline.reproduce(run, tmp_path / "run", progress=False, log=lambda *a: None)
     model = json.loads((tmp_path / "run" / "model.json").read_text())
     assert model["fit"]["law"]["law"] == "regimes" and len(model["fit"]["law"]["rates"]) == 2
-    assert any(law["law"] == "regimes (2)" for law in model["laws"])
+    fitted = next(law for law in model["laws"] if law["law"] == "regimes (2)")
+    # The fit's intervals and its period-by-period check travel with it, into the report too.
+    assert fitted["goodness_of_fit_p"] == model["fit"]["period_check"]["p_value"]
+    assert set(model["fit"]["ci"]) == {"rates[0]", "rates[1]", "transition[0][0]",
+                                       "transition[1][1]"}
+    assert "The fitted regimes engine checked period by period" in report.read_text()
     assert "rolling scenario LP (fitted model)" in model["policies"]

@@ -127,3 +127,15 @@ def manifest_field(path: Any, manifest: dict[str, Any], name: str, parse: Any,
         raise error(f"{path}: {name} is missing") from None
     except (ValueError, TypeError, AttributeError, OverflowError) as problem:
         raise error(f"{path}: {name}: {problem}") from None
+
+
+def settings_dict(value: Any, later: tuple[str, ...]) -> dict[str, Any]:
+    """A settings dataclass as a dict, without the ``later`` fields (added after runs were made
+    with the class) while they hold their defaults: the digests of finished stages and the
+    headers of checkpoints written before those fields existed stay what they were."""
+    out = dataclasses.asdict(value)
+    for field in dataclasses.fields(value):
+        if field.name in later and getattr(value, field.name) == field.default:
+            del out[field.name]
+    return out
+

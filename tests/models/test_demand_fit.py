@@ -7,7 +7,6 @@ import pytest
 
 from echelon.data.collect import Behaviour, CollectConfig, collect
 from echelon.models.curve_fit import fit_curve
-from echelon.models.regime_fit import fit_regimes
 from echelon.models.demand_fit import (
     UnsupportedLawError,
     compare_laws,
@@ -15,6 +14,7 @@ from echelon.models.demand_fit import (
     fitted_chain,
     observe_demand,
 )
+from echelon.models.regime_fit import fit_regimes
 from echelon.policies.base_stock import RequestMode
 from echelon.policies.search import Family
 from echelon.sim.config import ChainConfig
@@ -221,7 +221,10 @@ def test_a_seasonal_trending_curve_is_recovered(backlog, z):
     assert fit.law.season == 10 and fit.law.dispersion == fit.params["dispersion"]
     # Against the i.i.d. laws on the same observations, AIC picks the curve.
     assert fit.aic < min(f.aic for f in compare_laws(data))
-    assert json.loads(json.dumps(fit.to_dict()))["law"]["law"] == "curve"
+    # Its own law passes the period-by-period check.
+    assert fit.period_check.p_value > 0.01, fit.period_check.summary()
+    saved = json.loads(json.dumps(fit.to_dict()))
+    assert saved["law"]["law"] == "curve" and saved["period_check"]["dof"] == fit.period_check.dof
 
 
 def test_curve_refusals():
@@ -242,6 +245,11 @@ def test_the_command_fits_a_curve(tmp_path, capsys):
     fit = json.loads(capsys.readouterr().out)
     assert fit["law"]["law"] == "curve" and fit["law"]["season"] == 10
     assert fit["ci"]["level"][0] < fit["params"]["level"] < fit["ci"]["level"][1]
+    assert len(fit["period_check"]["z"]) == 30
+    assert main(["fit-demand", str(path), "--law", "curve", "--season", "10"]) == 0
+    out = capsys.readouterr().out
+    assert f"level      {fit['params']['level']:.4g} [{fit['ci']['level'][0]:.4g}, " in out
+    assert "  per-period check: sum of z^2 " in out
     assert main(["fit-demand", str(path), "--season", "10"]) == 2
     assert "--season goes with --law curve" in capsys.readouterr().err
     assert main(["fit-demand", str(path), "--counts", "negative-binomial"]) == 2
@@ -263,9 +271,18 @@ def test_regime_switching_demand_is_recovered(backlog, z):
     np.testing.assert_allclose(fit.law.rates, [10.0, 30.0], rtol=0.05)
     np.testing.assert_allclose(fit.law.transition, REGIMES.transition, atol=0.03)
     assert fit.params["mean"] == pytest.approx(20.0, rel=0.05)
+    # The profile-likelihood intervals hold the truth, on either side of the estimate.
+    for i, (rate, stay) in enumerate([(10.0, 0.9), (30.0, 0.9)]):
+        for name, truth, estimate in [(f"rates[{i}]", rate, fit.law.rates[i]),
+                                      (f"transition[{i}][{i}]", stay, fit.law.transition[i][i])]:
+            low, high = fit.ci[name]
+            assert low < estimate < high and low <= truth <= high, (name, fit.ci)
     # Against the i.i.d. laws on the same observations, AIC picks the regimes.
     assert fit.aic < min(f.aic for f in compare_laws(data))
-    assert json.loads(json.dumps(fit.to_dict()))["law"]["law"] == "regimes"
+    # Its own law passes the period-by-period check.
+    assert fit.period_check.p_value > 0.01, fit.period_check.summary()
+    saved = json.loads(json.dumps(fit.to_dict()))
+    assert saved["law"]["law"] == "regimes" and saved["ci"]["transition[1][1]"][1] < 1.0
 
 
 def test_regime_refusals_and_the_command(tmp_path, capsys):
@@ -277,6 +294,35 @@ def test_regime_refusals_and_the_command(tmp_path, capsys):
         fit_regimes(data, 1)
     path = save(data, tmp_path / "logs.h5")
     assert main(["fit-demand", str(path), "--law", "regimes", "--regimes", "2", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["law"]["law"] == "regimes"
+    fit = json.loads(capsys.readouterr().out)
+    assert fit["law"]["law"] == "regimes" and fit["period_check"]["dof"] > 0
+    assert sorted(fit["ci"]) == ["rates[0]", "rates[1]", "transition[0][0]", "transition[1][1]"]
+    assert main(["fit-demand", str(path), "--law", "regimes", "--regimes", "2"]) == 0
+    out = capsys.readouterr().out
+    low, high = fit["ci"]["rates[0]"]
+    assert f"regime 0: rate {fit['params']['rates'][0]:.3f} [{low:.4g}, {high:.4g}], stays " in out
+    assert "  per-period check: sum of z^2 " in out
     assert main(["fit-demand", str(path), "--law", "regimes"]) == 2
     assert "--law regimes needs --regimes" in capsys.readouterr().err
+
+
+# --- the period-by-period check of an engine fit --------------------------------------------------
+
+
+@pytest.mark.parametrize("backlog, z", [(True, (80.0, 200.0, 300.0)),
+                                        (False, (40.0, 150.0, 250.0))], ids=["exact", "censored"])
+def test_the_period_check_flags_a_wrong_season_and_regimes_fitted_as_a_curve(backlog, z):
+    seasonal = _logs(ChainConfig(backlog=backlog, demand=MeanCurve(level=20.0, season=10,
+                                                                   amplitude=0.5, phase=2.0)),
+                     z=z, episodes=20, seed=7)
+    right = fit_curve(seasonal, 10, trend=False).period_check
+    assert right.p_value > 0.01 and not right.flagged, right.summary()
+    for season in (0, 4):  # no season, and one far too short
+        wrong = fit_curve(seasonal, season, trend=False).period_check
+        assert wrong.p_value < 1e-10 and len(wrong.flagged) >= 5, (season, wrong.summary())
+        assert {4, 9} <= set(wrong.flagged)  # the season's peak and trough (phase 2 of 10)
+    switching = _logs(ChainConfig(backlog=backlog, demand=REGIMES), z=z, episodes=20, seed=8)
+    curve = fit_curve(switching, 0, trend=False).period_check
+    assert curve.p_value < 1e-4 and curve.misspecified, curve.summary()
+    regimes = fit_regimes(switching, 2).period_check
+    assert regimes.p_value > 0.01 and not regimes.misspecified, regimes.summary()

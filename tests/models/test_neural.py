@@ -50,6 +50,7 @@ def _weights(network):
     ("final_lr_fraction", 1.5, "neural.final_lr_fraction"),
     ("units", "round", "neural.units must be continuous or straight-through"),
     ("seed", -1, "neural.seed"),
+    ("sales_history", -2, "neural.sales_history must be an integer >= 0"),
 ])
 def test_settings_refuse_bad_values_naming_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):
@@ -84,6 +85,41 @@ def test_the_levels_class_contains_the_time_aware_base_stock():
     heuristic = rollout(chain, TimeAwareBaseStock(chain, z, last), paths, record=True)
     np.testing.assert_array_equal(neural.trajectory["requests"], heuristic.trajectory["requests"])
     np.testing.assert_array_equal(neural.profit, heuristic.profit)
+
+
+def test_the_sales_history_features_are_the_last_periods_sales_over_the_scale():
+    chain = SHORT
+    demand = torch.tensor([[30.0, 500.0, 4.0, 9.0, 0, 0, 0, 0]])
+    state = twin.reset(chain, demand)
+    sales = []
+    for _ in range(3):
+        state, out = twin.step(chain, state, torch.zeros(1, 3))
+        sales.append(out.sales[0, 0].item())
+    assert sales == [30.0, 70.0, 0.0]  # the retailer's 100 units ran out in period 1
+    plain, seeing = state_features(chain, state, 10.0), state_features(chain, state, 10.0, 2)
+    assert seeing.shape[1] == feature_size(chain, 2) == plain.shape[1] + 2
+    width = feature_size(chain) - 1 - chain.periods  # the quantities, before the clock
+    np.testing.assert_array_equal(seeing[0, width:width + 2].numpy(), [7.0, 0.0])
+    np.testing.assert_array_equal(torch.cat([seeing[:, :width], seeing[:, width + 2:]], 1).numpy(),
+                                  plain.numpy())
+
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_a_network_reading_sales_plays_the_same_in_the_core_and_loads(architecture, tmp_path):
+    settings = NeuralSettings(**{**TINY.to_dict(), "architecture": architecture, "steps": 2,
+                                 "sales_history": 3})
+    plan = train_neural(SHORT, settings, tmp_path / "plan")
+    assert plan.spec["sales_history"] == 3 and plan.network.sales_history == 3
+    paths = _paths(SHORT)
+    in_core = rollout(SHORT, plan.policy(SHORT), paths).profit
+    with torch.no_grad():
+        in_twin = episode_profit(SHORT, plan.network, torch.as_tensor(paths, dtype=torch.float32),
+                                 units="straight-through").numpy()
+    np.testing.assert_allclose(in_twin, in_core, rtol=1e-5)
+    np.testing.assert_array_equal(rollout(SHORT, load_policy(tmp_path / "plan", SHORT), paths).profit,
+                                  in_core)
+    with pytest.raises(ValueError, match=r"neural.sales_history must be in 0 \.\. 8"):
+        train_neural(SHORT, NeuralSettings(**{**TINY.to_dict(), "sales_history": 9}), None)
 
 
 @pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from echelon import pipeline
 from echelon.cli import main
 from echelon.evaluation.evaluate import evaluate_policy
 from echelon.evaluation.kinds import PolicyKind
-from echelon.evaluation.robustness import SHIFTS
+from echelon.evaluation.robustness import SHIFTS, parse_shifts
 from echelon.policies.families import HeuristicSpec
 from echelon.run.robustness import robustness
 from echelon.sim.demand import run_streams
@@ -24,6 +25,17 @@ TINY = [
     "model.neural_batch=8", "model.misspecification=false", "decentralized.enabled=true",
     "decentralized.rewards=[\"team\"]", "train.algorithms=[\"bc\"]",
     'evaluate.baselines=["paper-best", "tuned", "time-aware", "slp", "oracle"]',
+]
+
+
+# Smaller still: regime-switching demand, one BC agent and two tuned baselines.
+REGIMES = [
+    'chain.demand={law = "regimes", rates = [10.0, 30.0], transition = [[0.9, 0.1], [0.1, 0.9]]}',
+    "search.episodes=10", "collect.episodes=20", "train.epochs=1", "train.seeds=[0]",
+    "train.sweep=[]", 'train.algorithms=["bc"]', "evaluate.episodes=10",
+    "evaluate.paper_episodes=10", "evaluate.tuning_episodes=10", "evaluate.bootstrap=100",
+    "model.enabled=false", "decentralized.enabled=false",
+    'evaluate.baselines=["tuned", "time-aware"]',
 ]
 
 
@@ -63,8 +75,6 @@ def test_every_policy_faces_each_world_as_it_was_made(finished_run):
 
 def test_the_command_writes_its_results_and_the_report_section(finished_run, tmp_path, capsys):
     _, out, _, _ = finished_run
-    import shutil
-
     copy = tmp_path / "run"
     shutil.copytree(out, copy)
     assert main(["robustness", str(copy), "--shifts", "capacity-20%,seasonal",
@@ -74,7 +84,10 @@ def test_the_command_writes_its_results_and_the_report_section(finished_run, tmp
     data = json.loads((copy / "robustness.json").read_text())
     assert [w["shift"] for w in data["worlds"]] == ["capacity-20%", "seasonal"]
     text = (copy / "report.md").read_text()
-    assert "## 9. Robustness" in text and "| bc (mean of seeds) |" in text
+    assert "## 8. Robustness" in text and "| bc (mean of seeds) |" in text
+    # Robustness comes before the configuration, which moves to 9; what each world changes.
+    assert text.index("## 8. Robustness") < text.index("## 9. Exact configuration and seeds")
+    assert "## 8. Exact configuration" not in text and "- **capacities -20%**: Every stage" in text
     assert (copy / "figures" / "robustness.png").read_bytes().startswith(b"\x89PNG")
     before = (copy / "robustness.json").read_bytes()
     # A finished result is not replaced without --overwrite; bad input is one line, exit 2.
@@ -85,3 +98,37 @@ def test_the_command_writes_its_results_and_the_report_section(finished_run, tmp
     assert "unknown shift 'tsunami'" in capsys.readouterr().err
     assert main(["robustness", str(tmp_path / "nowhere")]) == 2
     assert "no config.toml" in capsys.readouterr().err
+
+
+def test_the_default_shifts_run_on_regime_switching_demand(reproduce_quick, tmp_path, capsys):
+    run, out, _, _ = reproduce_quick(REGIMES)
+    data = robustness(run, out, parse_shifts("default"), episodes=6, log=lambda *a: None)
+    worlds = {w["shift"]: w for w in data["worlds"]}
+    assert list(worlds) == list(SHIFTS)
+    demand = {name: w["chain"]["demand"] for name, w in worlds.items()}
+    # The regimes' rates are scaled; the stationary chain's one mean (20) goes to the other
+    # laws and to the season's level.
+    assert demand["demand-x0.75"] == {**demand["lead-time+1"], "rates": [7.5, 22.5]}
+    assert demand["demand-x1.25"]["rates"] == [12.5, 37.5]
+    assert demand["negative-binomial"]["law"] == "negative-binomial"
+    assert demand["negative-binomial"]["mu"] == pytest.approx(20.0)
+    assert demand["geometric"]["p"] == pytest.approx(0.05)
+    assert demand["seasonal"]["law"] == "curve"
+    assert demand["seasonal"]["level"] == pytest.approx(20.0)
+    for world in worlds.values():
+        assert world["description"] == SHIFTS[world["shift"]].description
+        assert not [p for p in world["policies"] if "skipped" in p]
+        assert all(0.0 < p["share_of_bound"] <= 1.0 + 1e-9 for p in world["policies"]
+                   if p["kind"] != "agent")
+    # Started in the low regime, its mean rises period by period: no law of one mean follows
+    # it, and the command refuses in one line naming the shift and the law, before any work.
+    started = tmp_path / "started-low"
+    started.mkdir()
+    shutil.copy(out / "eval.json", started / "eval.json")
+    low_start = REGIMES[0].replace("]]}", "]], initial = [1.0, 0.0]}")
+    config = pipeline.resolve(out / "config.toml", [low_start])
+    (started / "config.toml").write_text(pipeline.to_toml(config.to_dict()))
+    assert main(["robustness", str(started), "--shifts", "demand-x1.25,negative-binomial"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and not (started / "robustness.json").exists()
+    assert "shift 'negative-binomial' does not apply to this chain's regimes demand" in error

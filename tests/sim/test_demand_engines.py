@@ -11,13 +11,19 @@ import echelon  # noqa: F401  (registers the envs)
 from echelon import pipeline
 from echelon.policies.lp import perfect_information_plan
 from echelon.policies.receding import RollingScenarioLP, ShrinkingHorizonLP
-from echelon.sim import ChainConfig
+from echelon.sim import ChainConfig, core
 from echelon.sim.demand import (
+    DEMAND_LAWS,
+    Binomial,
     BlockBootstrap,
+    DemandPath,
+    DiscreteUniform,
+    Geometric,
     LogAR1,
     MarkovModulated,
     MeanCurve,
     NegativeBinomial,
+    Poisson,
     demand_from_dict,
     demand_to_dict,
     mean_curve,
@@ -64,6 +70,68 @@ def test_the_curves_by_hand():
     assert LogAR1(level=10.0, phi=0.6, sigma=0.4).mean == pytest.approx(10.0 * np.exp(0.08 / 0.64))
     nb = NegativeBinomial(mu=20.0, dispersion=4.0)
     assert nb.scipy().mean() == pytest.approx(20.0) and nb.scipy().var() == pytest.approx(120.0)
+
+
+# Every entry of the registry, for ``scaled``: the engines above and the i.i.d. laws.
+LAWS = {
+    **ENGINES,
+    "poisson": Poisson(12.0),
+    "binomial": Binomial(30, 0.4),
+    "uniform": DiscreteUniform(3, 12),
+    "geometric": Geometric(0.1),
+    "path": DemandPath((3.0, 8.0, 0.0, 12.0, 5.0, 7.0, 30.0, 1.0, 2.0, 9.0, 4.0, 6.0, 11.0, 5.0)),
+    "bootstrap-fractional": BlockBootstrap(history=(0.5, 2.25, 7.75), block=2),
+}
+# What whole units cost the product (the bound each law's ``scaled`` states): a uniform law's
+# mean is a multiple of 1/2, a whole history or path is rounded value by value.
+ROUNDING = {"uniform": 0.25, "path": 0.5, "bootstrap": 0.5}
+
+
+def test_every_law_of_the_registry_is_scaled_below():
+    assert {type(law) for law in LAWS.values()} == set(DEMAND_LAWS.values())
+
+
+@pytest.mark.parametrize("factor", [0.75, 1.25])
+@pytest.mark.parametrize("name", LAWS)
+def test_a_scaled_law_has_factor_times_the_mean_of_every_period(name, factor):
+    law = LAWS[name]
+    scaled = law.scaled(factor)
+    assert type(scaled) is type(law) and demand_from_dict(demand_to_dict(scaled)) == scaled
+    target = factor * mean_curve(law, PERIODS)
+    rounding = ROUNDING.get(name, 0.0)
+    np.testing.assert_allclose(mean_curve(scaled, PERIODS), target, rtol=1e-12,
+                               atol=rounding + 1e-12)
+    paths = scaled.sample(np.random.default_rng(2), 20_000, PERIODS)
+    assert np.all(paths == np.floor(paths)) or name == "bootstrap-fractional"
+    # Within 4.5 standard errors (and the rounding) in every period, as for the stated means.
+    error = paths.std(axis=0) / np.sqrt(len(paths))
+    np.testing.assert_array_less(np.abs(paths.mean(axis=0) - target),
+                                 4.5 * error + rounding + 1e-9)
+
+
+def test_scaled_laws_by_hand():
+    # Uniform: the ends' sum and difference scaled and made whole (the mean 15 and 25 exactly).
+    assert DiscreteUniform(10, 31).scaled(0.75) == DiscreteUniform(7, 24)
+    assert DiscreteUniform(10, 31).scaled(1.25) == DiscreteUniform(13, 38)
+    assert DiscreteUniform(5, 6).scaled(0.52) == DiscreteUniform(2, 4)  # 2.5 for 2.6: within 1/4
+    # A whole history is rounded (half to even), a fractional one scaled exactly.
+    assert BlockBootstrap((1.0, 3.0, 5.0), 2).scaled(0.5) == BlockBootstrap((0.0, 2.0, 2.0), 2)
+    assert BlockBootstrap((0.5, 2.25), 2).scaled(2.0) == BlockBootstrap((1.0, 4.5), 2)
+    assert MarkovModulated().scaled(1.25).rates == (12.5, 37.5)
+    assert LogAR1(level=10.0).scaled(2.0) == LogAR1(level=20.0)
+    assert Binomial(40, 0.5).scaled(0.75) == Binomial(40, 0.375)
+    assert Geometric(0.05).scaled(1.25).mean == pytest.approx(25.0)
+
+
+@pytest.mark.parametrize("law, factor, message", [
+    (Binomial(10, 0.9), 1.25, r"success probability p = 0\.9 times 1\.25 exceeds 1"),
+    (Geometric(0.9), 0.75, r"mean 1\.11111 times 0\.75 is below 1"),
+    (Poisson(3.0), 0.0, r"factor must be a finite number in \(0\.0, inf\]"),
+    (MarkovModulated(), float("nan"), "factor must be a finite number"),
+])
+def test_a_law_refuses_a_mean_it_cannot_take(law, factor, message):
+    with pytest.raises(ValueError, match=message):
+        law.scaled(factor)
 
 
 @pytest.mark.parametrize("name", ENGINES)
@@ -143,5 +211,8 @@ def test_the_planners_forecast_each_period_from_the_curve():
     assert ShrinkingHorizonLP(chain, forecast=12.0).curve.tolist() == [12.0] * 30
     # The scenario LP draws periods n .. T-1 of the curve, not its first T - n periods.
     planner = RollingScenarioLP(chain, np.random.default_rng(0), scenarios=4000)
-    scenarios = planner._draw(1, 20, 10)
+    state = core.reset(chain, engine.sample(np.random.default_rng(1), 1, 30))
+    for _ in range(20):
+        state, _ = core.step(chain, state, np.zeros((1, 3)))
+    scenarios = planner._draw(state, 10)
     np.testing.assert_allclose(scenarios[0].mean(axis=0), engine.mean_curve(30)[20:], rtol=0.05)

@@ -58,6 +58,10 @@ def _assert_same_state(config, numpy_state, tensor_state):
     np.testing.assert_array_equal(tensor_state.pipeline.numpy(), numpy_state.pipeline)
     for ours, theirs in zip(tensor_state.transit, rebuilt.transit):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    np.testing.assert_array_equal(tensor_state.sales.numpy(), rebuilt.sales.numpy())
+    for depth in (0, 1, 3, config.periods):
+        np.testing.assert_array_equal(twin.sales_history(tensor_state, depth).numpy(),
+                                      core.sales_history(numpy_state, depth))
 
 
 @SETTINGS

@@ -212,7 +212,7 @@ def test_reset_bytes_is_the_state_it_allocates():
     config = ChainConfig(backlog=True)
     state = core.reset(config, np.zeros((13, config.periods)))
     arrays = (state.on_hand, state.pipeline, state.backlog, state.demand, state.requests,
-              state.shipped)
+              state.shipped, state.sales)
     assert core.reset_bytes(config, 13) == sum(a.nbytes for a in arrays)
 
 

@@ -65,7 +65,7 @@ def checkpoint_header(algorithm: str, algo_config: Any, train_config: TrainConfi
         "version": CHECKPOINT_VERSION,
         "algorithm": algorithm,
         "algo_config": dataclasses.asdict(algo_config),
-        "train_config": dataclasses.asdict(train_config),
+        "train_config": train_config.to_dict(),
         "chain": chain.to_dict(),
         "obs_dim": obs_dim,
         "action_dim": chain.stages,
@@ -188,8 +188,9 @@ def _check_checkpoint(saved: dict[str, Any]) -> None:
     except _CONFIG_ERRORS as error:
         raise ValueError(f"bad chain: {error}") from None
     prep = Preprocessing.from_dict(saved["preprocessing"])
-    obs_dim = chain.observation_size + int(prep.time_feature)
-    time_note = " plus the time feature" if prep.time_feature else ""
+    obs_dim = chain.observation_size + prep.sales_history + int(prep.time_feature)
+    time_note = ((f" plus {prep.sales_history} periods of sales" if prep.sales_history else "")
+                 + (" plus the time feature" if prep.time_feature else ""))
     for key, mine, want, what in (
         ("obs_dim", saved["obs_dim"], obs_dim, f"the chain's observation size{time_note}"),
         ("action_dim", saved["action_dim"], chain.stages, "the chain's number of stages"),
@@ -215,9 +216,10 @@ def _check_checkpoint(saved: dict[str, Any]) -> None:
         settings = TrainConfig(**saved["train_config"])
     except (TypeError, ValueError) as error:
         raise ValueError(f"bad train_config: {error}") from None
-    if settings.time_feature != prep.time_feature:
-        raise ValueError(f"preprocessing.time_feature is {prep.time_feature}, "
-                         f"train_config.time_feature is {settings.time_feature}")
+    for key in ("time_feature", "sales_history"):
+        if getattr(settings, key) != getattr(prep, key):
+            raise ValueError(f"preprocessing.{key} is {getattr(prep, key)}, "
+                             f"train_config.{key} is {getattr(settings, key)}")
     _check_state(saved["state"], [saved["obs_dim"], *config.hidden, saved["action_dim"]])
 
 

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+
+from echelon._fields import settings_dict
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,9 @@ class TrainConfig:
     """Rewards are multiplied by this before training (1: as logged, OR-Gym's discounted profit)."""
     time_feature: bool = False
     """Append the normalised period n/T to the observation (OR-Gym's has no time index)."""
+    sales_history: int = 0
+    """Append the retail sales of the last k periods to the observation (the env's
+    ``sales_history`` option; read from the log's sales), 0 .. T."""
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
     precision: str = "float32"
@@ -42,6 +48,10 @@ class TrainConfig:
                 raise ValueError(f"train.{name} must be an integer >= 1, got {value!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"train.seed must be an integer >= 0, got {self.seed!r}")
+        if (isinstance(self.sales_history, bool) or not isinstance(self.sales_history, int)
+                or self.sales_history < 0):
+            raise ValueError(f"train.sales_history must be an integer >= 0 (at most the chain's "
+                             f"periods), got {self.sales_history!r}")
         if not 0.0 <= self.validation_fraction <= 0.5:
             raise ValueError(
                 f"train.validation_fraction must be in [0, 0.5], got {self.validation_fraction!r}"
@@ -52,6 +62,10 @@ class TrainConfig:
             raise ValueError(f"train.device must be auto, cpu or cuda, got {self.device!r}")
         if self.precision not in ("float32", "bfloat16"):
             raise ValueError(f"train.precision must be float32 or bfloat16, got {self.precision!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a dict (``sales_history`` only when set: see ``settings_dict``)."""
+        return settings_dict(self, later=("sales_history",))
 
 
 def resolve_device(name: str) -> torch.device:

@@ -190,6 +190,10 @@ def load_decentralized(path: str | os.PathLike, chain: ChainConfig | None = None
         if agent.algorithm != manifest.algorithm:
             raise CheckpointError(f"{where}: {checkpoint} is a {agent.algorithm} agent, the "
                                   f"manifest says {manifest.algorithm}")
+        if agent.preprocessing.sales_history:
+            raise CheckpointError(f"{where}: {checkpoint} reads a sales history, which a stage "
+                                  "of the decentralized view does not see (train it with "
+                                  "sales_history 0)")
         agents.append(agent)
     return DecentralizedPolicy(manifest.chain, agents, manifest.names)
 

@@ -11,6 +11,7 @@ from echelon.agents.checkpoint import STATE_LOAD_ERRORS, CheckpointError, load_c
 from echelon.agents.config import resolve_device
 from echelon.agents.preprocessing import Preprocessing
 from echelon.agents.registry import ALGORITHMS, algorithm_config
+from echelon.sim import core
 from echelon.sim.config import ChainConfig
 
 
@@ -62,7 +63,9 @@ class AgentPolicy:
             CheckpointError: If the actor's output is NaN (finite but damaged weights can
                 overflow inside the network); orders are never NaN.
         """
-        inputs = torch.as_tensor(self.preprocessing.observations(obs, state.period), device=self.device)
+        prep = self.preprocessing
+        sales = core.sales_history(state, prep.sales_history) if prep.sales_history else None
+        inputs = torch.as_tensor(prep.observations(obs, state.period, sales), device=self.device)
         scaled = self.learner.act(inputs).cpu().numpy()
         if np.isnan(scaled).any():
             raise CheckpointError(f"{self.checkpoint}: the actor's output is NaN for these "

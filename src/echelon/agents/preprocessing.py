@@ -19,6 +19,8 @@ from echelon.agents.common import Batch
 from echelon.data.dataset import OfflineDataset
 
 _PREPROCESSING_KEYS = ("obs_mean", "obs_std", "action_low", "action_high", "time_feature", "periods")
+# Keys added later, with the value a checkpoint written before them means.
+_LATER_KEYS = {"sales_history": 0}
 # A feature that is constant in the training data (std 0) is centred, not divided by zero.
 _STD_FLOOR = 1e-3
 
@@ -28,7 +30,7 @@ class Preprocessing:
     """How raw observations and actions map to what the networks see (kept in the checkpoint)."""
 
     obs_mean: np.ndarray
-    """(D,) mean of the training observations (time feature included)."""
+    """(D,) mean of the training observations (sales history and time feature included)."""
     obs_std: np.ndarray
     """(D,) their standard deviation, floored at 1e-3."""
     action_low: np.ndarray
@@ -37,18 +39,30 @@ class Preprocessing:
     """(A,) the env's highest order per stage (the capacities)."""
     time_feature: bool
     periods: int
+    sales_history: int = 0
+    """Retail sales of the last k periods follow the OR-Gym observation (before the time)."""
 
     @classmethod
-    def fit(cls, data: OfflineDataset, rows: np.ndarray, time_feature: bool) -> Preprocessing:
+    def fit(cls, data: OfflineDataset, rows: np.ndarray, time_feature: bool,
+            sales_history: int = 0) -> Preprocessing:
         """The statistics of the transitions ``rows`` of ``data`` (the training split).
 
         Args:
             data: The dataset.
             rows: (R,) indices of the transitions to take the statistics of.
             time_feature: Append the normalised period n/T to the observation.
+            sales_history: Append the last k periods' retail sales (0 .. T).
+
+        Raises:
+            ValueError: If ``sales_history`` exceeds the chain's periods.
         """
         chain = data.chain
+        if sales_history > chain.periods:
+            raise ValueError(f"train.sales_history must be at most the chain's {chain.periods} "
+                             f"periods, got {sales_history}")
         raw_obs = data.observations[rows]
+        if sales_history:
+            raw_obs = np.column_stack([raw_obs, data.sales_history(sales_history)[0][rows]])
         if time_feature:
             raw_obs = np.column_stack([raw_obs, data.periods[rows] / chain.periods])
         return cls(
@@ -58,11 +72,17 @@ class Preprocessing:
             action_high=np.asarray(chain.capacity, dtype=np.float64),
             time_feature=time_feature,
             periods=chain.periods,
+            sales_history=sales_history,
         )
 
-    def observations(self, obs: np.ndarray, period: np.ndarray | int) -> np.ndarray:
-        """Raw (N, obs_size) observations at the given periods -> normalised (N, D) float32."""
+    def observations(self, obs: np.ndarray, period: np.ndarray | int,
+                     sales: np.ndarray | None = None) -> np.ndarray:
+        """Raw (N, obs_size) observations at the given periods -> normalised (N, D) float32.
+
+        ``sales`` is the (N, k) retail sales history when ``sales_history`` is k > 0."""
         obs = np.asarray(obs, dtype=np.float64)
+        if self.sales_history:
+            obs = np.column_stack([obs, sales])
         if self.time_feature:
             time_index = np.broadcast_to(np.asarray(period, dtype=np.float64) / self.periods, obs.shape[:1])
             obs = np.column_stack([obs, time_index])
@@ -80,7 +100,8 @@ class Preprocessing:
     def to_dict(self) -> dict[str, Any]:
         return {"obs_mean": self.obs_mean.tolist(), "obs_std": self.obs_std.tolist(),
                 "action_low": self.action_low.tolist(), "action_high": self.action_high.tolist(),
-                "time_feature": self.time_feature, "periods": self.periods}
+                "time_feature": self.time_feature, "periods": self.periods,
+                "sales_history": self.sales_history}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
@@ -90,7 +111,7 @@ class Preprocessing:
             ValueError: Naming the key that is missing or wrong: the arrays must be
                 one-dimensional lists of finite numbers, ``obs_std`` > 0, ``action_high`` >
                 ``action_low`` of the same length, ``time_feature`` a bool, ``periods`` an
-                integer >= 1.
+                integer >= 1, ``sales_history`` (0 where absent) an integer in 0 .. periods.
         """
         if not isinstance(data, dict):
             raise ValueError(f"preprocessing must be a dict, got {type(data).__name__}")
@@ -117,7 +138,12 @@ class Preprocessing:
         periods = data["periods"]
         if isinstance(periods, bool) or not isinstance(periods, int) or periods < 1:
             raise ValueError(f"preprocessing.periods must be an integer >= 1, got {periods!r}")
-        return cls(**arrays, time_feature=data["time_feature"], periods=periods)
+        depth = data.get("sales_history", _LATER_KEYS["sales_history"])
+        if isinstance(depth, bool) or not isinstance(depth, int) or not 0 <= depth <= periods:
+            raise ValueError(f"preprocessing.sales_history must be an integer in 0 .. {periods}, "
+                             f"got {depth!r}")
+        return cls(**arrays, time_feature=data["time_feature"], periods=periods,
+                   sales_history=depth)
 
 
 def split_episodes(episodes: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -154,9 +180,13 @@ class TransitionTensors:
             return torch.as_tensor(np.ascontiguousarray(array), dtype=torch.float32, device=device)
 
         periods = data.periods[rows]
+        before = after = None
+        if prep.sales_history:
+            before, after = (window[rows] for window in data.sales_history(prep.sales_history))
         # (R, D) normalised observations, and the next ones (at the next period)
-        self.observations = put(prep.observations(data.observations[rows], periods))
-        self.next_observations = put(prep.observations(data.next_observations[rows], periods + 1))
+        self.observations = put(prep.observations(data.observations[rows], periods, before))
+        self.next_observations = put(prep.observations(data.next_observations[rows], periods + 1,
+                                                       after))
         self.actions = put(prep.scale_actions(data.actions[rows]))  # (R, A) in [-1, 1]
         self.rewards = put(data.rewards[rows, None] * reward_scale)  # (R, 1) scaled
         self.terminations = put(data.terminations[rows, None])  # (R, 1) 1.0 where it ended

@@ -177,6 +177,9 @@ def train_ensemble(
         raise ValueError("the members of an ensemble need distinct seeds and distinct folders")
     if not isinstance(data, OfflineDataset):
         raise ValueError(f"data must be an OfflineDataset, got {type(data).__name__}")
+    if configs[0].sales_history > data.chain.periods:
+        raise ValueError(f"train.sales_history must be at most the chain's {data.chain.periods} "
+                         f"periods, got {configs[0].sales_history}")
     device = resolve_device(configs[0].device)
     for out in outs:
         checkpoint_path = out / CHECKPOINT_NAME
@@ -249,7 +252,7 @@ class _Member:
         train_eps, val_eps = split_episodes(data.episodes, config.validation_fraction, config.seed)
         train_rows = np.flatnonzero(np.isin(data.episode_ids, train_eps))
         val_rows = np.flatnonzero(np.isin(data.episode_ids, val_eps))
-        prep = Preprocessing.fit(data, train_rows, config.time_feature)
+        prep = Preprocessing.fit(data, train_rows, config.time_feature, config.sales_history)
         training = TransitionTensors(data, train_rows, prep, config.reward_scale, device)
         validation = (TransitionTensors(data, val_rows, prep, config.reward_scale, device)
                       if len(val_rows) else None)

@@ -236,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
                         default=NeuralSettings.units,
                         help="requests in training: continuous, or floored with a straight-"
                         "through gradient (default: %(default)s)")
+    neural.add_argument("--sales-history", type=_non_negative_int, default=0, metavar="K",
+                        help="the last K periods' retail sales among the network's inputs, "
+                        "0 .. T (default: 0)")
     neural.add_argument("--warm-start", metavar="AGENT_DIR",
                         help="first fit the network to a trained agent's orders (e.g. the BC "
                         "agent of the same logs, from echelon train)")
@@ -267,6 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     train.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
                        help="bfloat16 autocast for the hidden layers: faster, less precise")
+    train.add_argument("--sales-history", type=_non_negative_int, default=0, metavar="K",
+                       help="append the last K periods' retail sales (from the log) to the "
+                       "observation, 0 .. T (default: 0); the agent then reads them when it acts")
+    train.add_argument("--time-feature", action="store_true",
+                       help="append the period n/T to the observation")
 
     reproduce = command("reproduce", _cmd_reproduce,
                         "the whole pipeline: search, dataset, training, evaluation, report",

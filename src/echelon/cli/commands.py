@@ -368,7 +368,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     seeds = list(args.seeds) if args.seeds else [args.seed]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds must be distinct, got {seeds}")
-    overrides = {"device": args.device, "precision": args.precision}
+    overrides = {"device": args.device, "precision": args.precision,
+                 "sales_history": args.sales_history, "time_feature": args.time_feature}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     configs = []
@@ -376,6 +377,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         algo_config, train_config = agent_preset(args.algorithm, args.preset, seed=seed, **overrides)
         configs.append(train_config)
     if args.decentralized is not None:
+        if args.sales_history:
+            raise ValueError("--sales-history must be 0 with --decentralized: a stage sees its "
+                             "own orders and stock, not the retail sales")
         return _train_decentralized(args, algo_config, configs)
     if args.seeds:
         parent = Path(args.out) if args.out else Path(args.dataset).parent / "agents"
@@ -615,8 +619,10 @@ def _cmd_fit_demand(args: argparse.Namespace) -> int:
         print(f"{args.dataset}: {fit.observations:,} periods, {fit.censored:,} sold out; "
               f"{fit.name}, AIC {fit.aic:.1f}, long-run mean {fit.params['mean']:.3f}")
         for i, (rate, row) in enumerate(zip(fit.law.rates, fit.law.transition, strict=True)):
-            print(f"  regime {i}: rate {rate:.3f}, next regime "
+            print(f"  regime {i}: rate {rate:.3f}{_bracket(fit.ci.get(f'rates[{i}]'))}, stays "
+                  f"{row[i]:.3f}{_bracket(fit.ci.get(f'transition[{i}][{i}]'))}, next regime "
                   + " ".join(f"{p:.3f}" for p in row))
+        print(f"  {fit.period_check.summary()}")
         return 0
     if args.law == "curve":
         from echelon.models.curve_fit import fit_curve
@@ -628,9 +634,8 @@ def _cmd_fit_demand(args: argparse.Namespace) -> int:
         print(f"{args.dataset}: {fit.observations:,} periods, {fit.censored:,} sold out; "
               f"{fit.name}, AIC {fit.aic:.1f}")
         for name, value in fit.params.items():
-            low, high = fit.ci.get(name, (None, None))
-            shown = f"  [{low:.4g}, {high:.4g}]" if low is not None else ""
-            print(f"  {name:<10} {value:.4g}{shown}")
+            print(f"  {name:<10} {value:.4g}{_bracket(fit.ci.get(name))}")
+        print(f"  {fit.period_check.summary()}")
         return 0
     fits = compare_laws(data) if args.law == "all" else [fit_demand(data, args.law)]
     if args.json:
@@ -648,13 +653,19 @@ def _cmd_fit_demand(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bracket(interval: tuple[float, float] | None) -> str:
+    """An engine fit's interval, to follow its estimate ("" without one)."""
+    return "" if interval is None else f" [{interval[0]:.4g}, {interval[1]:.4g}]"
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     from echelon.data import load
     from echelon.models import fit_demand, fitted_chain, plan_time_aware, rolling_lp_spec, save_spec
     from echelon.models.planning import SPEC_FILE
 
     neural = args.family == "neural"
-    for name in ("architecture", "steps", "batch", "units", "resume", "warm_start"):
+    for name in ("architecture", "steps", "batch", "units", "sales_history", "resume",
+                 "warm_start"):
         if not neural and getattr(args, name) != _neural_defaults()[name]:
             raise ValueError(f"--{name.replace('_', '-')} applies to --family neural only")
     check_output(args.out, folder=True, inputs=(args.dataset,), overwrite=args.overwrite,
@@ -667,7 +678,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         from echelon.models.neural import NeuralPlanDiverged, NeuralSettings, train_neural
 
         settings = NeuralSettings(architecture=args.architecture, steps=args.steps,
-                                  batch=args.batch, units=args.units, seed=args.seed)
+                                  batch=args.batch, units=args.units, seed=args.seed,
+                                  sales_history=args.sales_history)
         extra = {"fit": {"law": fit.name, "params": fit.params}}
         teacher = None
         if args.warm_start:
@@ -704,4 +716,5 @@ def _neural_defaults() -> dict:
     from echelon.models.neural import NeuralSettings
 
     return {"architecture": NeuralSettings.architecture, "steps": NeuralSettings.steps, "batch": NeuralSettings.batch,
-            "units": NeuralSettings.units, "resume": False, "warm_start": None}
+            "units": NeuralSettings.units, "sales_history": NeuralSettings.sales_history,
+            "resume": False, "warm_start": None}

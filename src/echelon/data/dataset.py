@@ -16,7 +16,7 @@ episode order and period order within an episode:
 | ``episode_ids``        | (M,)        | int64   | 0 .. E-1                                         |
 | ``periods``            | (M,)        | int64   | period index n of the step, 0 .. T-1             |
 | ``behaviour_ids``      | (M,)        | int64   | index into the ``behaviour_policies`` attribute (-1: unknown) |
-| ``log/sales``          | (M, S+1)    | float64 | retail sales, then units shipped by stages 1..S  |
+| ``log/sales``          | (M, S+1)    | float64 | retail sales, then units shipped by stages 1..S (the retail column gives the ``sales_history`` observation: :meth:`OfflineDataset.sales_history`) |
 | ``log/on_hand``        | (M, S)      | float64 | on-hand at the end of the period                 |
 | ``log/shipped``        | (M, S)      | float64 | units shipped to each stage after clipping       |
 | ``log/unfulfilled``    | (M, S+1)    | float64 | unfilled demand and requests (lost in v1, backlogged in v0) |
@@ -170,6 +170,26 @@ class OfflineDataset:
             "observation_max": self.observations.max(axis=0).tolist(),
             "source": self.source,
         }
+
+    def sales_history(self, depth: int) -> tuple[np.ndarray, np.ndarray]:
+        """The last ``depth`` periods' retail sales seen at each transition, from ``log/sales``.
+
+        What the env's ``sales_history=depth`` option appends to the observation: oldest first,
+        zero before the episode's first logged period (as before period 0 in the env).
+
+        Returns:
+            (M, depth) before each step, and (M, depth) after it (for ``next_observations``).
+        """
+        retail = self.log["sales"][:, 0]
+        rows = np.arange(len(self))
+        first = np.flatnonzero(np.diff(self.episode_ids, prepend=-1))[self.episode_ids]
+        before, after = np.zeros((len(self), depth)), np.zeros((len(self), depth))
+        for back in range(1, depth + 1):
+            seen = rows - back >= first
+            before[seen, depth - back] = retail[rows[seen] - back]
+            seen = rows - back + 1 >= first
+            after[seen, depth - back] = retail[rows[seen] - back + 1]
+        return before, after
 
     def select_episodes(self, keep: np.ndarray) -> OfflineDataset:
         """The dataset restricted to some episodes, renumbered 0 .. len(keep)-1 in given order.

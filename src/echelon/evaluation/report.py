@@ -16,6 +16,7 @@ from echelon.evaluation import figures, stats, verdicts
 from echelon.evaluation.decentralized import decentralized_section
 from echelon.evaluation.evaluate import Kind, PolicyResult
 from echelon.models.demand_fit import MISSPECIFIED_BELOW
+from echelon.models.goodness_of_fit import FLAGGED_BEYOND
 
 # The paper's Table I and text (discounted episode profit, 100 test episodes, one IQL run).
 PAPER = {"expert_mean": 341.35, "expert_std": 13.27, "iql_mean": 400.78, "iql_std": 14.76,
@@ -255,15 +256,8 @@ def write_report(run, folder: Path, evaluation: dict[str, Any], search, baseline
     for v in _verdicts(run, expert, bound, variants, paper_protocol, rng, n_boot):
         lines += [f"**{v.claim}** — {v.verdict}.", "", v.evidence, ""]
 
-    # --- config ------------------------------------------------------------------------------
-    lines += ["## 8. Exact configuration and seeds", "",
-              f"Run seed {run.seed}; its search, collection, training and test streams are spawned "
-              "from it (`numpy.random.SeedSequence(seed).spawn(4)`); agents are trained with seeds "
-              f"{list(run.train.seeds)}. Behaviour policies (the search's top {len(search.ranked)}): "
-              + "; ".join(f"{c.params}" for c in search.ranked) + ". Tuned baselines: "
-              + ("; ".join(f"{k} {v['params']}" for k, v in baselines.items()) or "none") + ".", "",
-              "```toml", (folder / "config.toml").read_text().rstrip(), "```", ""]
     # --- robustness (echelon robustness RUN_DIR) ---------------------------------------------
+    number = 8  # the configuration's section, after Robustness where there is one
     shifted = folder / "robustness.json"
     if shifted.is_file():
         from echelon.evaluation.robustness import robustness_rows, robustness_section
@@ -272,7 +266,16 @@ def write_report(run, folder: Path, evaluation: dict[str, Any], search, baseline
         labels, shares, _ = robustness_rows(data["worlds"])
         fig, _ = figures.robustness_heatmap(labels, [w["label"] for w in data["worlds"]], shares)
         figures.save_figure(fig, figure_dir / "robustness.png")
-        lines += robustness_section(data, "robustness.png", number=9)
+        lines += robustness_section(data, "robustness.png", number=number)
+        number += 1
+    # --- config ------------------------------------------------------------------------------
+    lines += [f"## {number}. Exact configuration and seeds", "",
+              f"Run seed {run.seed}; its search, collection, training and test streams are spawned "
+              "from it (`numpy.random.SeedSequence(seed).spawn(4)`); agents are trained with seeds "
+              f"{list(run.train.seeds)}. Behaviour policies (the search's top {len(search.ranked)}): "
+              + "; ".join(f"{c.params}" for c in search.ranked) + ". Tuned baselines: "
+              + ("; ".join(f"{k} {v['params']}" for k, v in baselines.items()) or "none") + ".", "",
+              "```toml", (folder / "config.toml").read_text().rstrip(), "```", ""]
     return atomic_write_text(folder / "report.md", "\n".join(lines))
 
 
@@ -297,6 +300,14 @@ def _model_section(model, results, expert, bound, variants, run, reference=None)
     lines.append(f"| true law of the simulator | {_fmt(run.chain.demand.mean)} | |")
     lines += ["", "Laws by AIC (smaller is better): " + "; ".join(
         f"{law['law']} {law['aic']:.0f} (fit p = {_p(law['goodness_of_fit_p'])})" for law in model["laws"]) + ".", ""]
+    check = fit.get("period_check")
+    if check:  # an engine's fit p is this check's, not the i.i.d. laws' Pearson test
+        flagged = ", ".join(f"{n} (z = {check['z'][n]:+.1f})" for n in check["flagged"]) or "none"
+        lines += [f"The fitted {law} engine checked period by period (each period's mean logged "
+                  "sales against what the fit expects at the logged stock): sum of z^2 "
+                  f"{check['statistic']:.1f} over {check['dof']} periods, p = "
+                  f"{_p(check['p_value'])}; periods more than {FLAGGED_BEYOND:g} standard "
+                  f"errors off: {flagged}.", ""]
     best_behaviour = max((r for r in results if r.kind in (Kind.EXPERT, Kind.BEST_EXPERT)),
                          key=lambda r: r.profit.mean())
     versus = next((r for r in results if r.kind is Kind.BASELINE and r.name == reference), None)

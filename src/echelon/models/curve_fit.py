@@ -6,7 +6,9 @@ max(1 + trend * n, 0)``; the likelihood multiplies, over the logged periods, the
 the exact demand where the retailer did not sell out, and ``P(D >= sales)`` where it did (the
 same censoring as :mod:`.demand_fit`). The maximum is found by L-BFGS-B from several phases (the
 likelihood is not concave in the phase); the intervals of the level, the amplitude and the trend
-are profile-likelihood intervals (the other parameters maximised at each point).
+are profile-likelihood intervals (the other parameters maximised at each point). Each period's
+logged sales are then checked against the fitted period-n law at the logged stock
+(:func:`.check_periods`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import numpy as np
 from scipy import optimize, stats
 
 from echelon.data.dataset import OfflineDataset
-from echelon.models.engine_fit import EngineFit
+from echelon.models.engine_fit import EngineFit, profile_interval
+from echelon.models.goodness_of_fit import check_periods
 from echelon.models.observations import observe_demand
 from echelon.sim.demand import MeanCurve
 
@@ -32,7 +35,8 @@ _LOG_DISPERSION = (math.log(1e-3), math.log(1e6))
 class CurveFit(EngineFit):
     """A demand curve estimated from logs: ``params`` holds the level, amplitude, phase, trend
     (and dispersion) and ``mean``, the curve's average over the horizon; ``ci`` the
-    profile-likelihood intervals of the level, the amplitude and the trend."""
+    profile-likelihood intervals of the level, the amplitude and the trend; ``period_check``
+    each period's sales against the fitted law of that period."""
 
     @property
     def name(self) -> str:
@@ -50,13 +54,18 @@ class _Grouped:
         self.weight = weight.astype(np.float64)
 
     def log_likelihood(self, means: np.ndarray, dispersion: float | None) -> float:
-        mu = np.maximum(means[self.period.astype(np.int64)], 1e-12)
-        law = (stats.poisson(mu) if dispersion is None
-               else stats.nbinom(dispersion, dispersion / (dispersion + mu)))
+        law = _counts(means[self.period.astype(np.int64)], dispersion)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
             terms = np.where(self.censored, law.logsf(self.value - 1), law.logpmf(self.value))
         value = float(self.weight @ terms)
         return value if math.isfinite(value) else -1e300
+
+
+def _counts(means: np.ndarray, dispersion: float | None) -> stats.rv_discrete:
+    """The count laws (frozen, one per mean): Poisson, or negative binomial of that dispersion."""
+    mu = np.maximum(means, 1e-12)
+    return (stats.poisson(mu) if dispersion is None
+            else stats.nbinom(dispersion, dispersion / (dispersion + mu)))
 
 
 def fit_curve(data: OfflineDataset, season: int, *, counts: str = "poisson",
@@ -122,24 +131,15 @@ def fit_curve(data: OfflineDataset, season: int, *, counts: str = "poisson",
                "phase": season * j / _PHASE_STARTS if season else 0.0, "trend": 0.0,
                "log_dispersion": math.log(10.0)} for j in range(_PHASE_STARTS if season else 1)]
     theta, best = maximise({}, starts)
-    threshold = stats.chi2.ppf(level, 1) / 2.0
     ci = {}
     for name in ("level", "amplitude", "trend"):
-        low, high = bounds[name]
-        if low == high:
+        if bounds[name][0] == bounds[name][1]:
             continue
 
         def profile(value: float, name: str = name) -> float:
             return maximise({name: value}, [theta])[1]
 
-        ends = []
-        for limit in (low, high):
-            if best - profile(limit) <= threshold:
-                ends.append(limit)
-            else:
-                ends.append(float(optimize.brentq(lambda v: best - profile(v) - threshold,
-                                                  theta[name], limit, xtol=1e-6)))
-        ci[name] = (ends[0], ends[1])
+        ci[name] = profile_interval(profile, theta[name], best, bounds[name], level=level)
     dispersion = math.exp(theta["log_dispersion"]) if "log_dispersion" in theta else None
     law = MeanCurve(level=float(theta["level"]), season=season,
                     amplitude=float(theta["amplitude"]), phase=float(theta["phase"]) % max(season, 1),
@@ -149,8 +149,11 @@ def fit_curve(data: OfflineDataset, season: int, *, counts: str = "poisson",
     if dispersion is not None:
         params["dispersion"] = dispersion
     k = sum(1 for name in names if bounds[name][0] != bounds[name][1])
+    each_period = [_counts(np.array(mu), dispersion) for mu in law.mean_curve(horizon)]
+    check = check_periods(obs, each_period, np.eye(horizon)[obs.periods], horizon)
     return CurveFit(law=law, params=params, log_likelihood=best, aic=2.0 * k - 2.0 * best,
-                    observations=len(obs.values), censored=int(obs.censored.sum()), ci=ci)
+                    observations=len(obs.values), censored=int(obs.censored.sum()), ci=ci,
+                    period_check=check)
 
 
 __all__ = ["COUNT_LAWS", "CurveFit", "fit_curve"]

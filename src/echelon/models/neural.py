@@ -37,7 +37,6 @@ A trained policy is a folder::
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import io
 import math
@@ -52,6 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from echelon._fields import settings_dict
 from echelon._io import atomic_write, atomic_write_csv
 from echelon._progress import progress as progress_bar
 from echelon.agents.common import init_parameters, mlp
@@ -80,24 +80,29 @@ class NeuralPlanDiverged(RuntimeError):
 # --- the policy classes ------------------------------------------------------------------------
 
 
-def feature_size(config: ChainConfig) -> int:
+def feature_size(config: ChainConfig, sales_history: int = 0) -> int:
     """Length F of :func:`state_features` for a chain."""
     stages = config.stages
     backlog = stages + 1 if config.backlog else 0
-    return 2 * stages + sum(config.lead_time) + backlog + 1 + config.periods
+    return 2 * stages + sum(config.lead_time) + backlog + sales_history + 1 + config.periods
 
 
-def state_features(config: ChainConfig, state: twin.TensorState, scale: float) -> torch.Tensor:
-    """The Markov state of N episodes as network inputs, (N, F).
+def state_features(config: ChainConfig, state: twin.TensorState, scale: float,
+                   sales_history: int = 0) -> torch.Tensor:
+    """The state of N episodes as network inputs, (N, F).
 
-    On-hand (S), units in transit by arrival period (sum L_i), echelon positions (S) and, in v0,
-    the backlog (S+1), all divided by ``scale`` (a typical demand); then the period as n / T and
-    one-hot over the T periods (the horizon makes the optimal policy depend on the period).
+    On-hand (S), units in transit by arrival period (sum L_i), echelon positions (S), in v0 the
+    backlog (S+1), and the retail sales of the last ``sales_history`` periods (what a policy can
+    learn a non-stationary demand's course from: the state alone is Markov only for i.i.d.
+    demand), all divided by ``scale`` (a typical demand); then the period as n / T and one-hot
+    over the T periods (the horizon makes the optimal policy depend on the period).
     """
     n, episodes = state.period, state.on_hand.shape[0]
     parts = [state.on_hand, state.transit_flat(), twin.echelon_inventory_position(config, state)]
     if config.backlog:
         parts.append(state.backlog)
+    if sales_history:
+        parts.append(twin.sales_history(state, sales_history))
     quantities = torch.cat(parts, dim=1) / scale
     clock = torch.zeros(episodes, 1 + config.periods, dtype=quantities.dtype,
                         device=quantities.device)
@@ -109,13 +114,14 @@ def state_features(config: ChainConfig, state: twin.TensorState, scale: float) -
 class MLPPlanner(nn.Module):
     """Orders = scale x softplus(MLP(Markov state)): any non-negative function of the state."""
 
-    def __init__(self, config: ChainConfig, hidden: tuple[int, ...], scale: float) -> None:
+    def __init__(self, config: ChainConfig, hidden: tuple[int, ...], scale: float,
+                 sales_history: int = 0) -> None:
         super().__init__()
-        self.config, self.scale = config, float(scale)
-        self.net = mlp(feature_size(config), hidden, config.stages)
+        self.config, self.scale, self.sales_history = config, float(scale), sales_history
+        self.net = mlp(feature_size(config, sales_history), hidden, config.stages)
 
     def forward(self, state: twin.TensorState) -> torch.Tensor:
-        features = state_features(self.config, state, self.scale)
+        features = state_features(self.config, state, self.scale, self.sales_history)
         return self.scale * nn.functional.softplus(self.net(features))
 
     def imitation(self, state: twin.TensorState,
@@ -132,13 +138,14 @@ class LevelsPlanner(nn.Module):
     (mean demand over each echelon's lead time plus one period) and the correction at zero.
     """
 
-    def __init__(self, config: ChainConfig, hidden: tuple[int, ...], scale: float) -> None:
+    def __init__(self, config: ChainConfig, hidden: tuple[int, ...], scale: float,
+                 sales_history: int = 0) -> None:
         super().__init__()
-        self.config, self.scale = config, float(scale)
+        self.config, self.scale, self.sales_history = config, float(scale), sales_history
         cumulative = np.cumsum(config.lead_time) + 1.0 + np.arange(config.stages)
         start = config.demand.mean * cumulative / self.scale
         self.table = nn.Parameter(torch.tensor(np.tile(start, (config.periods, 1)), dtype=_DTYPE))
-        self.correction = mlp(feature_size(config), hidden, config.stages)
+        self.correction = mlp(feature_size(config, sales_history), hidden, config.stages)
 
     def reset_correction(self) -> None:
         """Zeroes the correction's output layer, so that the policy starts as the table alone."""
@@ -148,7 +155,7 @@ class LevelsPlanner(nn.Module):
 
     def levels(self, state: twin.TensorState) -> torch.Tensor:
         """(N, S) the order-up-to levels of the echelons in this state."""
-        features = state_features(self.config, state, self.scale)
+        features = state_features(self.config, state, self.scale, self.sales_history)
         return self.scale * (self.table[state.period] + self.correction(features))
 
     def forward(self, state: twin.TensorState) -> torch.Tensor:
@@ -170,7 +177,8 @@ class LevelsPlanner(nn.Module):
 class Architecture:
     """One policy class: how to build its network, and what it is."""
 
-    build: Callable[[ChainConfig, tuple[int, ...], float], nn.Module]
+    build: Callable[[ChainConfig, tuple[int, ...], float, int], nn.Module]
+    """(chain, hidden sizes, scale, sales history) -> a network."""
     description: str
     learning_rate: float
     """Adam's default initial rate for this class (a table of levels in units of mean demand
@@ -187,9 +195,9 @@ ARCHITECTURES: dict[str, Architecture] = {
 
 
 def build_network(config: ChainConfig, architecture: str, hidden: tuple[int, ...], scale: float,
-                  generator: torch.Generator) -> nn.Module:
+                  generator: torch.Generator, sales_history: int = 0) -> nn.Module:
     """A freshly initialised network of an architecture, its weights drawn from ``generator``."""
-    network = ARCHITECTURES[architecture].build(config, tuple(hidden), scale)
+    network = ARCHITECTURES[architecture].build(config, tuple(hidden), scale, sales_history)
     init_parameters(network, generator)
     if isinstance(network, LevelsPlanner):
         network.reset_correction()
@@ -252,6 +260,9 @@ class NeuralSettings:
     logs): Adam steps fitting the network's orders to the teacher's before training, >= 1."""
     seed: int = 0
     """Seeds the weights, the training paths and the validation paths, >= 0."""
+    sales_history: int = 0
+    """Retail sales of the last k periods among the network's inputs, 0 .. T: with
+    non-stationary demand (regimes, log-AR(1)) the recent sales say where demand is heading."""
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -269,7 +280,8 @@ class NeuralSettings:
         if self.learning_rate is None:
             object.__setattr__(self, "learning_rate", ARCHITECTURES[self.architecture].learning_rate)
         for name, low in (("steps", 1), ("batch", 1), ("validation_episodes", 1),
-                          ("evaluate_every", 1), ("warm_start_steps", 1), ("seed", 0)):
+                          ("evaluate_every", 1), ("warm_start_steps", 1), ("seed", 0),
+                          ("sales_history", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"neural.{name} must be an integer >= {low}, got {value!r}")
@@ -285,7 +297,7 @@ class NeuralSettings:
             raise ValueError(f"neural.units must be continuous or straight-through, got {self.units!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "hidden": list(self.hidden)}
+        return {**settings_dict(self, later=("sales_history",)), "hidden": list(self.hidden)}
 
 
 @dataclass(frozen=True)
@@ -408,6 +420,9 @@ def train_neural(
     from echelon._limits import check_memory
     from echelon.sim.core import reset_bytes
 
+    if settings.sales_history > chain.periods:
+        raise ValueError(f"neural.sales_history must be in 0 .. {chain.periods} (the chain's "
+                         f"periods), got {settings.sales_history}")
     folder = None if out is None else Path(out)
     if resume and folder is None:
         raise ValueError("resume needs the folder of the run to resume")
@@ -426,7 +441,7 @@ def train_neural(
         folder.mkdir(parents=True, exist_ok=True)
     weights_seed, training, validation = _streams(settings.seed)
     network = build_network(chain, settings.architecture, settings.hidden, _scale(chain),
-                            torch.Generator().manual_seed(weights_seed))
+                            torch.Generator().manual_seed(weights_seed), settings.sales_history)
     optimizer = _optimizer(network, settings.learning_rate)
     header = _checkpoint_header(chain, settings, dict(extra_spec or {}))
     step, history = 0, []
@@ -500,7 +515,8 @@ def train_neural(
     network.load_state_dict(best["state"])
     network.eval()
     spec = {"kind": "neural", "architecture": settings.architecture,
-            "hidden": list(settings.hidden), "scale": _scale(chain), "chain": chain.to_dict(),
+            "hidden": list(settings.hidden), "scale": _scale(chain),
+            "sales_history": settings.sales_history, "chain": chain.to_dict(),
             "demand": demand_to_dict(chain.demand), "weights": NETWORK_NAME,
             "sha256": _save_network(folder / NETWORK_NAME, network) if folder else None,
             "settings": settings.to_dict(), "best_step": best["step"],
@@ -593,7 +609,8 @@ def neural_policy(spec: dict[str, Any], chain: ChainConfig, base: str | os.PathL
         saved = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         trained_for = ChainConfig.from_dict(spec["chain"])
         network = ARCHITECTURES[spec["architecture"]].build(
-            trained_for, tuple(int(h) for h in spec["hidden"]), float(spec["scale"]))
+            trained_for, tuple(int(h) for h in spec["hidden"]), float(spec["scale"]),
+            int(spec.get("sales_history", 0)))
         network.load_state_dict(saved["state"])
     except Exception as error:  # a damaged file or spec: torch and the config raise many types
         raise ValueError(f"{weights}: not a readable neural policy ({type(error).__name__}: "

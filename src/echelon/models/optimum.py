@@ -692,7 +692,7 @@ def _core_state(config: ChainConfig, grid: _Grid, period: int,
                 components: np.ndarray) -> core.ChainState:
     """The core's state of K grid states at the start of ``period``: on-hand, pipeline and the
     shipment log of the last L_i periods. The request log holds the shipments too, and the
-    demand is zero: a state-only policy reads neither."""
+    demand and sales are zero: a state-only policy reads none of them."""
     count, periods, stages = components.shape[1], config.periods, config.stages
     on_hand = np.asfortranarray(components[list(grid.on_hand_axis)].T.astype(np.float64))
     shipped = np.zeros((periods, stages, count)).transpose(0, 2, 1)
@@ -704,7 +704,8 @@ def _core_state(config: ChainConfig, grid: _Grid, period: int,
         period=period, on_hand=on_hand,
         pipeline=np.asfortranarray(grid.positions(components) - on_hand),
         backlog=np.zeros((count, stages + 1), order="F"), demand=np.zeros((count, periods)),
-        requests=shipped.copy(), shipped=shipped, _written=np.array([period]),
+        requests=shipped.copy(), shipped=shipped, sales=np.zeros((periods, count)),
+        _written=np.array([period]),
     )
 
 

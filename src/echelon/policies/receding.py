@@ -9,7 +9,8 @@ planners differ only in the demand they plan for (:meth:`RecedingHorizonLP._plan
   equivalent MPC policy.
 * :class:`RollingScenarioLP`: K demand paths drawn from a law (e.g. a fitted one) that share the
   first period's shipments and plan the rest with their own path known, so the first-period
-  orders hedge against the spread of demand instead of planning for its mean.
+  orders hedge against the spread of demand instead of planning for its mean. For regime-
+  switching demand the paths are drawn given what the episode has seen so far.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from echelon._limits import check_memory
 from echelon.policies.base_stock import clip_requests
 from echelon.policies.chain_lp import LPSolveError, ScenarioLP, _HighsLP, _PlanningLP, lp_bytes
 from echelon.sim.config import ChainConfig
-from echelon.sim.core import ChainState, scheduled_arrivals
-from echelon.sim.demand import Demand, DemandPath, mean_curve
+from echelon.sim.core import ChainState, observed_demand, scheduled_arrivals
+from echelon.sim.demand import Demand, DemandPath, MarkovModulated, mean_curve
+from echelon.sim.regime_filter import sample_given
 
 
 class RecedingHorizonLP(abc.ABC):
@@ -176,8 +178,13 @@ class RollingScenarioLP(RecedingHorizonLP):
     ``rng``). The K scenarios share the first period's shipments and plan the rest with their own
     path known, so the first-period orders hedge against the spread of demand instead of planning
     for its mean (:class:`ShrinkingHorizonLP`). A ``DemandPath`` law is known in advance: every
-    scenario is the rest of the path. Rounding, clipping and v0 backlog as in
-    :class:`RecedingHorizonLP`.
+    scenario is the rest of the path. Time-varying engines are drawn from period n on. With
+    ``history`` (the default), a regime-switching law (``regimes``) is drawn given the episode's
+    history: the regime now from the forward filter over what the retailer has seen (sales,
+    censored where it sold out: :mod:`echelon.sim.regime_filter`), then the rest of the chain.
+    Other laws' draws do not depend on the history (i.i.d. laws and the curve engine have none to
+    learn from; the log-AR(1) and bootstrap engines are drawn unconditionally). Rounding, clipping
+    and v0 backlog as in :class:`RecedingHorizonLP`.
 
     The scenario draws make the actions depend on ``rng``'s state: the same generator seed and the
     same sequence of states give the same actions.
@@ -187,6 +194,8 @@ class RollingScenarioLP(RecedingHorizonLP):
         rng: Source of the demand scenarios.
         demand: The law the scenarios are drawn from, e.g. a fitted one; ``config.demand`` if None.
         scenarios: Number of scenarios K per LP, >= 1.
+        history: Draw regime-switching scenarios given the history so far (False: from the
+            engine's own start, as if nothing had been seen).
     """
 
     label = "scenario LP"
@@ -198,6 +207,7 @@ class RollingScenarioLP(RecedingHorizonLP):
         *,
         demand: Demand | None = None,
         scenarios: int = 16,
+        history: bool = True,
     ) -> None:
         whole = isinstance(scenarios, (int, np.integer)) and not isinstance(scenarios, bool)
         if not whole or scenarios < 1:
@@ -212,13 +222,17 @@ class RollingScenarioLP(RecedingHorizonLP):
             )
         # The LPs' fixed start basis comes from the scenario law's mean demand.
         super().__init__(config.replace(demand=self.demand))
-        self.rng, self.scenarios = rng, int(scenarios)
+        self.rng, self.scenarios, self.history = rng, int(scenarios), bool(history)
 
     def _build(self, horizon: int) -> ScenarioLP:
         return ScenarioLP(self.config, horizon, self.scenarios)
 
-    def _draw(self, episodes: int, period: int, horizon: int) -> np.ndarray:
-        """(N, K, H) demand scenarios of the periods ``period`` .. T-1."""
+    def _draw(self, state: ChainState, horizon: int) -> np.ndarray:
+        """(N, K, H) demand scenarios of the periods n .. T-1."""
+        episodes, period = state.episodes, state.period
+        if self.history and isinstance(self.demand, MarkovModulated):
+            values, censored = observed_demand(self.config, state)
+            return sample_given(self.demand, self.rng, values, censored, self.scenarios, horizon)
         if isinstance(self.demand, DemandPath):
             rest = np.asarray(self.demand.values[period:])
             return np.broadcast_to(rest, (episodes, self.scenarios, horizon))
@@ -230,7 +244,7 @@ class RollingScenarioLP(RecedingHorizonLP):
 
     def _plan(self, lp: _HighsLP, state: ChainState, arrivals: np.ndarray,
               carried: np.ndarray) -> np.ndarray:
-        scenarios = self._draw(state.episodes, state.period, lp.horizon)
+        scenarios = self._draw(state, lp.horizon)
         return self._solve(lp, state, range(state.episodes), arrivals, carried, scenarios)
 
 

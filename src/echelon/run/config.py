@@ -15,7 +15,7 @@ from typing import Any
 
 import tomli_w
 
-from echelon._fields import check_types
+from echelon._fields import check_types, settings_dict
 from echelon.agents.presets import PRESETS as AGENT_PRESETS
 from echelon.agents.registry import ALGORITHMS
 from echelon.data.collect import CollectConfig
@@ -44,6 +44,11 @@ class TrainStageConfig:
     """``auto``, ``cpu`` or ``cuda``."""
     precision: str = "float32"
     """``float32`` or ``bfloat16`` (autocast of the hidden layers; faster, less precise)."""
+    sales_history: int = 0
+    """Periods of retail sales appended to every agent's observation (0 .. T), so that agents
+    can react to non-stationary demand; read from the logs' sales."""
+    time_feature: bool = False
+    """Append the period n/T to every agent's observation."""
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-algorithm settings over the preset's (TOML tables ``[train.iql]`` ...)."""
     sweep: tuple[str, ...] = ()
@@ -85,30 +90,60 @@ class TrainStageConfig:
             raise ValueError(f"train.seeds must be distinct, got {self.seeds!r}")
         if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
             raise ValueError(f"train.epochs must be an integer >= 1, got {self.epochs!r}")
+        depth = self.sales_history
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+            raise ValueError(f"train.sales_history must be an integer >= 0, got {depth!r}")
+        if not isinstance(self.time_feature, bool):
+            raise ValueError(f"train.time_feature must be true or false, got {self.time_feature!r}")
         for item in self.sweep:
             parse_sweep(item)
+
+    def sales_histories(self) -> list[int]:
+        """Every sales history an agent of the stage is trained with (the sweep's too)."""
+        swept = [value for item in self.sweep for algorithm, name, values in [parse_sweep(item)]
+                 if name == "sales_history" for value in values]
+        return [self.sales_history, *swept]
+
+
+# Training settings a sweep may vary besides the algorithms' own (what the agents see).
+SWEEP_TRAIN_FIELDS = ("sales_history", "time_feature")
 
 
 def parse_sweep(item: str) -> tuple[str, str, list[Any]]:
     """``iql.expectile=0.5,0.7,0.9`` -> ("iql", "expectile", [0.5, 0.7, 0.9]).
 
+    The field is one of the algorithm's settings, or one of :data:`SWEEP_TRAIN_FIELDS` (what the
+    agent sees: ``iql.sales_history=4``).
+
     Raises:
         ValueError: If the item is malformed or names an unknown algorithm or field.
     """
+    from echelon.agents.config import TrainConfig
+
     key, sep, values = item.partition("=")
     algorithm, dot, name = key.strip().partition(".")
     if not sep or not dot or not values.strip():
         raise ValueError(f"sweep {item!r} must look like algorithm.field=v1,v2,...")
     if algorithm not in ALGORITHMS:
         raise ValueError(f"sweep {item!r}: unknown algorithm {algorithm!r}")
-    fields = {f.name for f in dataclasses.fields(ALGORITHMS[algorithm].config)}
+    cls = ALGORITHMS[algorithm].config
+    fields = {f.name for f in dataclasses.fields(cls)}
     # The paper's name for IQL's expectile is tau.
     name = {"tau": "expectile", "beta": "temperature"}.get(name, name) if algorithm == "iql" else name
-    if name not in fields:
-        raise ValueError(f"sweep {item!r}: {algorithm} has no setting {name!r}; known: {sorted(fields)}")
+    if name in SWEEP_TRAIN_FIELDS:
+        cls = TrainConfig
+    elif name not in fields:
+        raise ValueError(f"sweep {item!r}: {algorithm} has no setting {name!r}; known: "
+                         f"{sorted([*fields, *SWEEP_TRAIN_FIELDS])}")
     parsed = [_parse_value(v.strip()) for v in values.split(",")]
-    cls = ALGORITHMS[algorithm].config
-    return algorithm, name, [check_types(f"sweep {algorithm}", cls, {name: v})[name] for v in parsed]
+    checked = [check_types(f"sweep {algorithm}", cls, {name: v})[name] for v in parsed]
+    if cls is TrainConfig:
+        for value in checked:  # TrainConfig's own checks, naming the sweep
+            try:
+                TrainConfig(**{name: value})
+            except ValueError as error:
+                raise ValueError(f"sweep {item!r}: {error}") from None
+    return algorithm, name, checked
 
 
 @dataclass(frozen=True)
@@ -175,6 +210,9 @@ class ModelStageConfig:
     """Adam steps of each neural policy, >= 1."""
     neural_batch: int = 1024
     """Demand paths per step of each neural policy, >= 1."""
+    neural_sales_history: int = 0
+    """Periods of retail sales among each neural policy's inputs, 0 .. T (for non-stationary
+    demand: the recent sales say where it is heading)."""
 
     def __post_init__(self) -> None:
         from echelon.models.demand_fit import LAWS
@@ -208,10 +246,15 @@ class ModelStageConfig:
             raise ValueError(f"model.neural must list distinct policy classes of "
                              f"{list(ARCHITECTURES)}, got {list(self.neural)}")
         for name, low in (("plan_episodes", 1), ("scenarios", 0), ("neural_steps", 1),
-                          ("neural_batch", 1)):
+                          ("neural_batch", 1), ("neural_sales_history", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"model.{name} must be an integer >= {low}, got {value!r}")
+
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a dict (later fields only when set: see ``settings_dict``)."""
+        return settings_dict(self, later=("neural_sales_history",))
 
 
 @dataclass(frozen=True)
@@ -291,7 +334,17 @@ class RunConfig:
         if self.collect.weights and len(self.collect.weights) != self.search.top_k:
             raise ValueError(f"collect.weights has {len(self.collect.weights)} weights for the "
                              f"search's {self.search.top_k} best settings (search.top_k)")
+        if self.model.neural_sales_history > self.chain.periods:
+            raise ValueError(f"model.neural_sales_history must be in 0 .. {self.chain.periods} "
+                             f"(the chain's periods), got {self.model.neural_sales_history}")
+        if max(self.train.sales_histories()) > self.chain.periods:
+            raise ValueError(f"train.sales_history must be in 0 .. {self.chain.periods} (the "
+                             f"chain's periods), got {max(self.train.sales_histories())}")
         view = self.decentralized
+        if view.enabled and self.train.sales_history:
+            raise ValueError("decentralized.enabled needs train.sales_history = 0: its per-stage "
+                             "agents take the centralized settings, and a stage does not see the "
+                             "retail sales")
         missing = [a for a in view.algorithms if a not in self.train.algorithms]
         if view.enabled and missing:
             raise ValueError(f"decentralized.algorithms {missing} are not in train.algorithms "

@@ -89,11 +89,12 @@ def robustness(run: RunConfig, folder: str | os.PathLike, shifts: tuple[str, ...
         What ``robustness.json`` holds.
 
     Raises:
-        ValueError: If the run has no ``eval.json``, or a shift does not apply to its chain.
+        ValueError: If the run has no ``eval.json``, or a shift does not apply to its chain
+            (one line naming the shift and the demand law, before any work).
     """
     from echelon.evaluation import stats
     from echelon.evaluation.evaluate import evaluate_bound, evaluate_policy
-    from echelon.evaluation.robustness import SHIFTS
+    from echelon.evaluation.robustness import SHIFTS, shifted_chain
     from echelon.policies.base_stock import RequestMode
     from echelon.policies.families import Family, HeuristicSpec
     from echelon.policies.search import SearchConfig, Space, run_search
@@ -107,7 +108,7 @@ def robustness(run: RunConfig, folder: str | os.PathLike, shifts: tuple[str, ...
     evaluation = read_json(folder / "eval.json")
     results = [p for p in evaluation["policies"] if p["kind"] != PolicyKind.BOUND.value]
     episodes = episodes or run.evaluate.episodes
-    worlds = [(name, SHIFTS[name].apply(run.chain)) for name in shifts]  # refuses before work
+    worlds = [(name, shifted_chain(name, run.chain)) for name in shifts]  # refuses before work
     streams = run_streams(run.seed)
     # A child of the run's search stream that no stage of the run draws from.
     retune_seed = child_seeds(streams.search, _RETUNE_CHILD + 1)[_RETUNE_CHILD]
@@ -146,7 +147,8 @@ def robustness(run: RunConfig, folder: str | os.PathLike, shifts: tuple[str, ...
                 "vs_retuned": {"mean_difference": versus.mean_difference,
                                "ci_low": versus.ci_low, "ci_high": versus.ci_high},
             })
-        out.append({"shift": name, "label": SHIFTS[name].label, "chain": world.to_dict(),
+        out.append({"shift": name, "label": SHIFTS[name].label,
+                    "description": SHIFTS[name].description, "chain": world.to_dict(),
                     "bound_mean": float(bound.profit.mean()), "policies": entries})
     return {"episodes": episodes, "seed": run.seed, "worlds": out}
 

@@ -25,7 +25,7 @@ from echelon.data.collect import Behaviour, collect
 from echelon.data.dataset import OfflineDataset
 from echelon.policies.search import SearchConfig, SearchResult, run_search
 from echelon.run.baselines import BASELINES, TUNED
-from echelon.run.config import RunConfig, parse_sweep
+from echelon.run.config import SWEEP_TRAIN_FIELDS, RunConfig, parse_sweep
 from echelon.run.folder import RunFolder, digest, stage_digest, write_json
 from echelon.sim.demand import child_seeds, run_streams
 
@@ -106,6 +106,7 @@ def agent_variants(run: RunConfig) -> list[AgentVariant]:
 
     stage = run.train
     extra = {"device": stage.device, "precision": stage.precision,
+             "sales_history": stage.sales_history, "time_feature": stage.time_feature,
              **({"epochs": stage.epochs} if stage.epochs else {})}
     variants: list[AgentVariant] = []
 
@@ -120,11 +121,16 @@ def agent_variants(run: RunConfig) -> list[AgentVariant]:
         algorithm, name, values = parse_sweep(item)
         algo, train = base(algorithm)
         for value in values:
-            variant = dataclasses.replace(algo, **{name: value})
-            if any(v.algorithm == algorithm and v.algo_config == variant for v in variants):
+            if name in SWEEP_TRAIN_FIELDS:  # what the agent sees, not how it learns
+                variant, settings = algo, dataclasses.replace(train, **{name: value})
+            else:
+                variant, settings = dataclasses.replace(algo, **{name: value}), train
+            if any(v.algorithm == algorithm and v.algo_config == variant
+                   and v.train_config == settings for v in variants):
                 continue  # the sweep point is already trained (e.g. the preset's own value)
             variants.append(AgentVariant(f"{algorithm}-{name}{value:g}" if isinstance(value, float)
-                                         else f"{algorithm}-{name}{value}", algorithm, variant, train))
+                                         else f"{algorithm}-{name}{value}", algorithm, variant,
+                                         settings))
     return variants
 
 
@@ -458,19 +464,22 @@ def model_stage(run: RunConfig, data: OfflineDataset, search: SearchResult, *,
 
         fit = fit_curve(data, settings.season, counts=settings.counts)
         laws = sorted([*laws, {"law": fit.name, "aic": fit.aic, "mean": fit.params["mean"],
-                               "goodness_of_fit_p": None}], key=lambda law: law["aic"])
+                               "goodness_of_fit_p": fit.period_check.p_value}],
+                      key=lambda law: law["aic"])
         log(f"  fitted {fit.name}: level {fit.params['level']:.2f}, amplitude "
             f"{fit.params['amplitude']:.2f}, trend {fit.params['trend']:+.4f}; {fit.censored:,} "
-            f"of {fit.observations:,} periods censored")
+            f"of {fit.observations:,} periods censored\n    {fit.period_check.summary()}")
         model = data.chain.replace(demand=fit.law)
     elif settings.law == "regimes":
         from echelon.models.regime_fit import fit_regimes
 
         fit = fit_regimes(data, settings.regimes)
         laws = sorted([*laws, {"law": fit.name, "aic": fit.aic, "mean": fit.params["mean"],
-                               "goodness_of_fit_p": None}], key=lambda law: law["aic"])
+                               "goodness_of_fit_p": fit.period_check.p_value}],
+                      key=lambda law: law["aic"])
         log(f"  fitted {fit.name}: rates {', '.join(f'{r:.2f}' for r in fit.law.rates)}; "
-            f"{fit.censored:,} of {fit.observations:,} periods censored")
+            f"{fit.censored:,} of {fit.observations:,} periods censored\n    "
+            f"{fit.period_check.summary()}")
         model = data.chain.replace(demand=fit.law)
     else:
         fit = fit_demand(data, settings.law)
@@ -555,7 +564,8 @@ def prepare_neural(folder: RunFolder, name: str, chain: Any, architecture: str, 
     from echelon.models.planning import SPEC_FILE, load_spec
 
     neural = NeuralSettings(architecture=architecture, steps=settings.neural_steps,
-                            batch=settings.neural_batch, seed=seed)
+                            batch=settings.neural_batch, seed=seed,
+                            sales_history=settings.neural_sales_history)
     relative = f"plans/{name}"
     out = folder.path / relative
     inputs = digest("neural", chain, neural, data_digest)

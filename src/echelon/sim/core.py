@@ -81,6 +81,9 @@ class ChainState:
     Period-major, so that each step writes one contiguous block."""
     shipped: np.ndarray
     """(T, N, S) log of shipments after clipping; rows >= period are not yet written."""
+    sales: np.ndarray
+    """(T, N) log of retail sales (what a real log shows of censored demand); rows >= period are
+    not yet written."""
     _written: np.ndarray = dataclasses.field(repr=False, compare=False)
     """(1,) shared count of log columns written, guarding against stepping a stale state."""
 
@@ -104,6 +107,7 @@ class ChainState:
             demand=self.demand,
             requests=self.requests.copy(),
             shipped=self.shipped.copy(),
+            sales=self.sales.copy(),
             _written=np.array([self.period]),
         )
 
@@ -117,6 +121,7 @@ class ChainState:
             demand=self.demand[index].copy(),
             requests=self.requests[:, index].copy(),
             shipped=self.shipped[:, index].copy(),
+            sales=self.sales[:, index].copy(),
             _written=np.array([self.period]),
         )
 
@@ -171,10 +176,11 @@ def reset_bytes(config: ChainConfig, episodes: int) -> int:
     """Memory :func:`reset` allocates for N episodes, in bytes.
 
     The state holds a copy of the demand (N, T), the request and shipment logs (T, N, S) each,
-    and the on-hand, pipeline and backlog arrays (N, 3S+1), all float64.
+    the retail sales log (T, N), and the on-hand, pipeline and backlog arrays (N, 3S+1), all
+    float64.
     """
     periods, stages = config.periods, config.stages
-    return 8 * episodes * (periods * (1 + 2 * stages) + 3 * stages + 1)
+    return 8 * episodes * (periods * (2 + 2 * stages) + 3 * stages + 1)
 
 
 def reset(config: ChainConfig, demand: np.ndarray) -> ChainState:
@@ -210,6 +216,7 @@ def reset(config: ChainConfig, demand: np.ndarray) -> ChainState:
         demand=paths,
         requests=np.zeros((periods, stages, n)).transpose(0, 2, 1),
         shipped=np.zeros((periods, stages, n)).transpose(0, 2, 1),
+        sales=np.zeros((periods, n)),
         _written=np.array([0]),
     )
 
@@ -297,6 +304,7 @@ def step(config: ChainConfig, state: ChainState, orders: np.ndarray) -> tuple[Ch
     new_demand = state.demand[:, n]
     demand = new_demand + state.backlog[:, 0] if config.backlog else new_demand
     np.minimum(on_hand[:, 0], demand, out=sales[:, 0])
+    state.sales[n] = sales[:, 0]
     on_hand -= sales[:, :-1]
     pipeline = state.pipeline - arrivals
     pipeline += shipped
@@ -322,6 +330,7 @@ def step(config: ChainConfig, state: ChainState, orders: np.ndarray) -> tuple[Ch
         demand=state.demand,
         requests=state.requests,
         shipped=state.shipped,
+        sales=state.sales,
         _written=state._written,
     )
     out = StepOutput(
@@ -386,6 +395,42 @@ def observation(config: ChainConfig, state: ChainState) -> np.ndarray:
         history = state.requests[n - played : n].transpose(1, 0, 2).reshape(state.episodes, -1)
         obs[:, obs.shape[1] - history.shape[1] :] = history
     return obs
+
+
+def sales_history(state: ChainState, depth: int) -> np.ndarray:
+    """Retail sales of the last ``depth`` periods, shaped (N, depth), oldest first and
+    zero-padded on the left while fewer periods have been played (as the observation's request
+    history). In lost-sales chains this is demand censored at the retailer's stock: what a real
+    log shows."""
+    n = state.period
+    history = np.zeros((state.episodes, depth))
+    played = min(n, depth)
+    if played:
+        history[:, depth - played :] = state.sales[n - played : n].T
+    return history
+
+
+def observed_demand(config: ChainConfig, state: ChainState) -> tuple[np.ndarray, np.ndarray]:
+    """What the retailer has seen of the demand of the periods played, as a real log shows it.
+
+    Lost sales (v1): the retail sales, and whether each period sold out, so that its demand is
+    only known to be at least the sales (censored). The stock on hand at the end of period m is
+    rebuilt from the logs: the initial stock, plus what arrived (shipped in m - L_0), minus what
+    was sold. Backlog (v0): customers' unfilled orders wait, so every period's demand is known.
+
+    Returns:
+        (N, n) values and (N, n) censored flags of periods 0 .. n-1.
+    """
+    n = state.period
+    if config.backlog:
+        return state.demand[:, :n].copy(), np.zeros((state.episodes, n), dtype=bool)
+    sales = state.sales[:n].T
+    lead = config.lead_time[0]
+    arrivals = np.zeros((state.episodes, n))
+    if n > lead:
+        arrivals[:, lead:] = state.shipped[: n - lead, :, 0].T
+    left = config.initial_inventory[0] + np.cumsum(arrivals - sales, axis=1)
+    return sales.copy(), left <= 0.0
 
 
 def echelon_inventory_position(config: ChainConfig, state: ChainState) -> np.ndarray:

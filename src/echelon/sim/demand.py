@@ -15,12 +15,17 @@ shocks, with Poisson or negative binomial counts), ``MarkovModulated`` (regime s
 Each states its expected demand per period (:func:`mean_curve`). Every law and engine is an
 entry of :data:`DEMAND_LAWS`, written as a ``{"law": name, ...}`` table (``[chain.demand]`` in a
 preset) by :func:`demand_to_dict` and read back by :func:`demand_from_dict`.
+
+Every entry also has ``scaled(factor)``: the same law or engine with its mean in every period
+multiplied by ``factor``. The product is exact except where demand must stay in whole units:
+a discrete uniform law's mean is a multiple of 1/2 (the nearest, within 1/4), and a history or
+path of whole units is rounded value by value (within 1/2).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
@@ -68,6 +73,20 @@ def _check_count(name: str, value: int, low: int) -> None:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
+def _check_factor(factor: float) -> None:
+    _check_finite("factor", factor, 0.0, math.inf, open_low=True)
+
+
+def _scaled_units(values: tuple[float, ...], factor: float) -> tuple[float, ...]:
+    """``values`` times ``factor``, rounded to whole units (half to even) when every value is
+    whole, so a history of counts stays counts; each value moves by at most 1/2."""
+    array = np.asarray(values, dtype=np.float64)
+    scaled = array * factor
+    if np.all(array == np.floor(array)):
+        scaled = np.rint(scaled)
+    return tuple(float(v) for v in scaled)
+
+
 def demand_bytes(episodes: int, periods: int) -> int:
     """Peak memory of drawing demand paths shaped (episodes, periods), in bytes.
 
@@ -110,6 +129,15 @@ class Poisson:
         _check_sample(episodes, periods)
         return rng.poisson(self.mu, size=(episodes, periods)).astype(np.float64)
 
+    def scaled(self, factor: float) -> Poisson:
+        """The law of mean ``factor * mu``.
+
+        Raises:
+            ValueError: If ``factor`` is not a finite number > 0 (as for every law).
+        """
+        _check_factor(factor)
+        return Poisson(self.mu * factor)
+
     def scipy(self) -> stats.rv_discrete:
         """The frozen ``scipy.stats`` law, for likelihoods and quantiles."""
         return stats.poisson(self.mu)
@@ -139,6 +167,17 @@ class Binomial:
         _check_sample(episodes, periods)
         return rng.binomial(self.n, self.p, size=(episodes, periods)).astype(np.float64)
 
+    def scaled(self, factor: float) -> Binomial:
+        """The law of ``n`` trials and success probability ``factor * p`` (mean ``factor * n p``).
+
+        Raises:
+            ValueError: If ``factor * p`` exceeds 1.
+        """
+        _check_factor(factor)
+        if self.p * factor > 1.0:
+            raise ValueError(f"its success probability p = {self.p} times {factor} exceeds 1")
+        return Binomial(self.n, self.p * factor)
+
     def scipy(self) -> stats.rv_discrete:
         return stats.binom(self.n, self.p)
 
@@ -167,6 +206,19 @@ class DiscreteUniform:
         _check_sample(episodes, periods)
         return rng.integers(self.low, self.high, size=(episodes, periods)).astype(np.float64)
 
+    def scaled(self, factor: float) -> DiscreteUniform:
+        """The uniform law whose mean is the multiple of 1/2 nearest ``factor`` times this one's
+        (exact when ``factor * (low + high - 1)`` is whole, within 1/4 otherwise) and whose
+        width is the nearest that mean allows."""
+        _check_factor(factor)
+        # The ends' sum is the nearest whole number to factor times theirs; their difference
+        # the nearest of the same parity to factor times theirs, and no more than the sum.
+        total = int(np.rint(factor * (self.low + self.high - 1)))
+        parity = total % 2
+        width = 2 * int(np.rint((factor * (self.high - 1 - self.low) - parity) / 2)) + parity
+        width = min(max(width, parity), total)
+        return DiscreteUniform((total - width) // 2, (total + width) // 2 + 1)
+
     def scipy(self) -> stats.rv_discrete:
         return stats.randint(self.low, self.high)
 
@@ -191,6 +243,18 @@ class Geometric:
     def sample(self, rng: np.random.Generator, episodes: int, periods: int) -> np.ndarray:
         _check_sample(episodes, periods)
         return rng.geometric(self.p, size=(episodes, periods)).astype(np.float64)
+
+    def scaled(self, factor: float) -> Geometric:
+        """The law of success probability ``p / factor`` (mean ``factor / p``).
+
+        Raises:
+            ValueError: If that mean is below 1, the least a geometric law has.
+        """
+        _check_factor(factor)
+        if self.p / factor > 1.0:
+            raise ValueError(f"its mean {self.mean:g} times {factor} is below 1, the least a "
+                             "geometric law has")
+        return Geometric(self.p / factor)
 
     def scipy(self) -> stats.rv_discrete:
         return stats.geom(self.p)
@@ -228,6 +292,12 @@ class DemandPath:
             )
         return np.broadcast_to(np.asarray(self.values), (episodes, periods)).copy()
 
+    def scaled(self, factor: float) -> DemandPath:
+        """The path times ``factor``, rounded to whole units if it is whole (each period within
+        1/2 of ``factor`` times its demand)."""
+        _check_factor(factor)
+        return DemandPath(_scaled_units(self.values, factor))
+
 
 @dataclass(frozen=True)
 class NegativeBinomial:
@@ -253,6 +323,11 @@ class NegativeBinomial:
     def sample(self, rng: np.random.Generator, episodes: int, periods: int) -> np.ndarray:
         _check_sample(episodes, periods)
         return _counts(rng, np.full((episodes, periods), float(self.mu)), self.dispersion)
+
+    def scaled(self, factor: float) -> NegativeBinomial:
+        """The law of mean ``factor * mu`` and the same dispersion."""
+        _check_factor(factor)
+        return NegativeBinomial(self.mu * factor, self.dispersion)
 
     def scipy(self) -> stats.rv_discrete:
         k = float(self.dispersion)
@@ -345,6 +420,11 @@ class MeanCurve:
         return _counts(rng, np.broadcast_to(self.mean_curve(periods), (episodes, periods)),
                        self.dispersion)
 
+    def scaled(self, factor: float) -> MeanCurve:
+        """The curve of level ``factor * level`` (the mean of every period times ``factor``)."""
+        _check_factor(factor)
+        return replace(self, level=self.level * factor)
+
 
 def stationary_distribution(transition: np.ndarray) -> np.ndarray:
     """(K,) the long-run probabilities of a Markov chain of (K, K) row-stochastic transitions:
@@ -428,6 +508,12 @@ class MarkovModulated:
             regime[:, n] = (draws[:, None] >= cumulative[regime[:, n - 1]]).sum(axis=1)
         return rng.poisson(np.asarray(self.rates)[regime]).astype(np.float64)
 
+    def scaled(self, factor: float) -> MarkovModulated:
+        """Every regime's rate times ``factor``, the switching unchanged (the mean of every
+        period is the regime probabilities times the rates)."""
+        _check_factor(factor)
+        return replace(self, rates=tuple(rate * factor for rate in self.rates))
+
 
 @dataclass(frozen=True)
 class LogAR1:
@@ -471,6 +557,12 @@ class LogAR1:
         for n in range(1, periods):
             log_mean[:, n] = self.phi * log_mean[:, n - 1] + self.sigma * rng.standard_normal(episodes)
         return rng.poisson(self.level * np.exp(log_mean)).astype(np.float64)
+
+    def scaled(self, factor: float) -> LogAR1:
+        """The level times ``factor`` (the log-mean shifted by ``log(factor)``): the mean,
+        ``level * exp(...)``, is multiplied by ``factor`` and the AR(1) process unchanged."""
+        _check_factor(factor)
+        return replace(self, level=self.level * factor)
 
 
 @dataclass(frozen=True)
@@ -531,6 +623,13 @@ class BlockBootstrap:
         offsets = np.arange(self.block)
         index = (starts[:, :, None] + offsets).reshape(episodes, -1)[:, :periods] % len(history)
         return history[index]
+
+    def scaled(self, factor: float) -> BlockBootstrap:
+        """The history times ``factor``, rounded to whole units if it is whole, the blocks
+        unchanged. Rounding moves each value by at most 1/2, so the mean is ``factor`` times
+        this one's within 1/2 (exactly, for a history that is not whole)."""
+        _check_factor(factor)
+        return replace(self, history=_scaled_units(self.history, factor))
 
 
 def _vector(name: str, values) -> tuple[float, ...]:

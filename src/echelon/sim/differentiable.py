@@ -18,7 +18,8 @@ Two things differ on purpose, both options of :func:`step`:
   value forward, the identity's gradient backward); ``"whole"`` floors as the core does (the
   conformance test's setting).
 * The state keeps the units in transit as slots by arrival period instead of the core's full
-  request and shipment logs: what the dynamics need, and what a policy sees of the pipeline.
+  request and shipment logs: what the dynamics need, and what a policy sees of the pipeline. It
+  keeps the core's log of retail sales (what a policy may see of past demand).
 
 The gradient of min(a, b) flows to the smaller argument, so a clipped order gets no gradient from
 the clip's far side: that is the subgradient autograd takes, and what the planner optimises.
@@ -54,6 +55,8 @@ class TensorState:
     """(N, S+1) unfilled demand (index 0) and requests (index j: stage j-1's) carried over; 0 in v1."""
     demand: torch.Tensor
     """(N, T) the retailer's demand in each period."""
+    sales: torch.Tensor
+    """(N, n) retail sales of the periods played (the core's ``sales`` log, episode-major)."""
 
     @property
     def pipeline(self) -> torch.Tensor:
@@ -108,13 +111,14 @@ def reset(config: ChainConfig, demand: torch.Tensor) -> TensorState:
     transit = tuple(torch.zeros(n, lead, dtype=like.dtype, device=like.device)
                     for lead in config.lead_time)
     backlog = torch.zeros(n, stages + 1, dtype=like.dtype, device=like.device)
-    return TensorState(0, on_hand, transit, backlog, demand)
+    sales = torch.zeros(n, 0, dtype=like.dtype, device=like.device)
+    return TensorState(0, on_hand, transit, backlog, demand, sales)
 
 
 def from_chain_state(config: ChainConfig, state: ChainState, *,
                      dtype: torch.dtype = torch.float64) -> TensorState:
     """The twin of a NumPy core state: on-hand and backlog as they are, transit rebuilt from the
-    shipment log (the last L_i shipments to stage i)."""
+    shipment log (the last L_i shipments to stage i), the sales log as it is."""
     n = state.period
     slots = []
     for i, lead in enumerate(config.lead_time):
@@ -130,7 +134,15 @@ def from_chain_state(config: ChainConfig, state: ChainState, *,
         transit=tuple(slots),
         backlog=torch.as_tensor(np.ascontiguousarray(state.backlog), dtype=dtype),
         demand=torch.as_tensor(np.ascontiguousarray(state.demand), dtype=dtype),
+        sales=torch.as_tensor(np.ascontiguousarray(state.sales[:n].T), dtype=dtype),
     )
+
+
+def sales_history(state: TensorState, depth: int) -> torch.Tensor:
+    """(N, depth) retail sales of the last ``depth`` periods, oldest first, zero-padded on the
+    left (:func:`echelon.sim.core.sales_history`)."""
+    recent = state.sales[:, max(0, state.period - depth):]
+    return torch.nn.functional.pad(recent, (depth - recent.shape[1], 0))
 
 
 def echelon_inventory_position(config: ChainConfig, state: TensorState) -> torch.Tensor:
@@ -226,6 +238,7 @@ def step(config: ChainConfig, state: TensorState, orders: torch.Tensor, *,
         transit=tuple(transit),
         backlog=unfulfilled if config.backlog else state.backlog,
         demand=state.demand,
+        sales=torch.cat([state.sales, retail[:, None]], dim=1),
     )
     return next_state, TensorStep(requests, shipped, arrived, sales, unfulfilled, stage_profit,
                                   reward)

@@ -62,8 +62,8 @@ class InvManagementEnv(gym.Env):
 
     ``gymnasium.make("echelon/InvManagement-v1", **kwargs)`` accepts ``config`` (a
     :class:`ChainConfig`), any ``ChainConfig`` field or OR-Gym short name (``L=[2, 4, 6]``,
-    ``periods=52``), and ``time_feature=True`` to append the normalised period to the
-    observation. ``reset(options={"demand": path})`` replays a given demand path of length T.
+    ``periods=52``), ``sales_history=k`` (0 .. T) to append the last k periods' retail sales,
+    and ``time_feature=True`` to append the normalised period to the observation. ``reset(options={"demand": path})`` replays a given demand path of length T.
 
     ## Version History
 
@@ -78,12 +78,14 @@ class InvManagementEnv(gym.Env):
         config: ChainConfig | None = None,
         *,
         time_feature: bool = False,
+        sales_history: int = 0,
         **chain_params: Any,
     ) -> None:
         base = config if config is not None else ChainConfig()
         self.config = base.replace(**chain_params) if chain_params else base
         self.time_feature = bool(time_feature)
-        size = self.config.observation_size + int(self.time_feature)
+        self.sales_history = check_sales_history(sales_history, self.config.periods)
+        size = self.config.observation_size + self.sales_history + int(self.time_feature)
         self.observation_space = spaces.Box(0.0, np.inf, shape=(size,), dtype=np.float64)
         self.action_space = spaces.Box(
             np.zeros(self.config.stages), np.asarray(self.config.capacity), dtype=np.float64
@@ -92,6 +94,8 @@ class InvManagementEnv(gym.Env):
 
     def _observe(self) -> np.ndarray:
         obs = core.observation(self.config, self._state)[0]
+        if self.sales_history:
+            obs = np.append(obs, core.sales_history(self._state, self.sales_history)[0])
         if self.time_feature:
             obs = np.append(obs, self._state.period / self.config.periods)
         return obs
@@ -142,6 +146,14 @@ class InvManagementEnv(gym.Env):
             "stage_profit": out.stage_profit[0],
         }
         return self._observe(), float(out.reward[0]), self._state.done, False, info
+
+
+def check_sales_history(depth: Any, periods: int) -> int:
+    """``sales_history`` as an int, or ValueError naming it and its range 0 .. T."""
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or not 0 <= depth <= periods:
+        raise ValueError(f"sales_history must be an integer in 0 .. {periods} (the periods), "
+                         f"got {depth!r}")
+    return int(depth)
 
 
 def episode_demand(config: ChainConfig, options: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
