@@ -250,10 +250,12 @@ def test_the_command_fits_a_curve(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"level      {fit['params']['level']:.4g} [{fit['ci']['level'][0]:.4g}, " in out
     assert "  per-period check: sum of z^2 " in out
-    assert main(["fit-demand", str(path), "--season", "10"]) == 2
-    assert "--season goes with --law curve" in capsys.readouterr().err
+    assert main(["fit-demand", str(path), "--law", "poisson", "--season", "10"]) == 2
+    assert "--season goes with --law curve or all" in capsys.readouterr().err
     assert main(["fit-demand", str(path), "--counts", "negative-binomial"]) == 2
-    assert "--counts applies to --law curve only" in capsys.readouterr().err
+    assert "--counts applies to --law curve (or all with --season) only" in capsys.readouterr().err
+    assert main(["fit-demand", str(path), "--law", "curve"]) == 2
+    assert "--law curve needs --season" in capsys.readouterr().err
 
 
 # --- regimes --------------------------------------------------------------------------------------
@@ -304,6 +306,31 @@ def test_regime_refusals_and_the_command(tmp_path, capsys):
     assert "  per-period check: sum of z^2 " in out
     assert main(["fit-demand", str(path), "--law", "regimes"]) == 2
     assert "--law regimes needs --regimes" in capsys.readouterr().err
+    assert main(["fit-demand", str(path), "--law", "poisson", "--regimes", "2"]) == 2
+    assert "--regimes goes with --law regimes or all" in capsys.readouterr().err
+    assert main(["fit-demand", str(path), "--regimes", "7"]) == 2
+    assert r"--regimes must be an integer in [2, 6], got 7" in capsys.readouterr().err
+
+
+def test_the_command_ranks_laws_and_engines_by_one_aic(tmp_path, capsys):
+    """``--law all`` with --season and --regimes: the i.i.d. laws and both engines, one ranking;
+    on regime-switching logs the regimes come first."""
+    from echelon.cli import main
+    from echelon.data import save
+
+    data = _logs(ChainConfig(backlog=True, demand=REGIMES), episodes=20, seed=4)
+    path = save(data, tmp_path / "logs.h5")
+    argv = ["fit-demand", str(path), "--season", "10", "--regimes", "2"]
+    assert main([*argv, "--json"]) == 0
+    fits = json.loads(capsys.readouterr().out)
+    assert [f["law"]["law"] for f in fits["engines"]] == ["curve", "regimes"]
+    assert len(fits["laws"]) == len(compare_laws(data))
+    ranked = sorted([*fits["laws"], *fits["engines"]], key=lambda f: f["aic"])
+    assert ranked[0]["law"]["law"] == "regimes"
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "laws and engines by AIC" in lines[0] and len(lines) == 1 + len(ranked)
+    assert lines[1].split()[0] == "regimes" and "period-check p" in lines[1]
 
 
 # --- the period-by-period check of an engine fit --------------------------------------------------

@@ -1,6 +1,7 @@
 """Neural policies trained through the differentiable twin: classes, training, files, commands."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -139,13 +140,30 @@ def test_training_improves_on_the_initial_network_and_is_deterministic(architect
                                  "learning_rate": 1e-2})
     first = train_neural(SHORT, settings, tmp_path / "a")
     second = train_neural(SHORT, settings, tmp_path / "b")
-    initial = first.history[0]["validation_profit"]
-    assert first.validation_profit >= initial
+    start = first.history[0]
+    assert start["step"] == 0 and math.isnan(start["train_profit"])
+    assert first.validation_profit > start["validation_profit"] and first.best_step > 0
     assert first.validation_profit > max(r["validation_profit"] for r in first.history) - 1e-9
     for key, value in _weights(first.network).items():
         assert torch.equal(value, second.network.state_dict()[key]), key
     rows = (tmp_path / "a" / "metrics.csv").read_text().splitlines()
-    assert rows[0] == "step,train_profit,validation_profit,learning_rate,seconds" and len(rows) == 3
+    assert rows[0] == "step,train_profit,validation_profit,learning_rate,seconds" and len(rows) == 4
+
+
+def test_a_training_that_only_makes_it_worse_keeps_the_start(tmp_path):
+    """Adam at a learning rate of 1 drives every level of a levels network below the positions,
+    where no gradient flows back: the starting network (the naive table) is kept."""
+    settings = NeuralSettings(**{**TINY.to_dict(), "architecture": "levels", "learning_rate": 1.0})
+    lines = []
+    plan = train_neural(SHORT, settings, tmp_path / "plan", log=lines.append)
+    assert plan.best_step == 0 and plan.spec["best_step"] == 0
+    assert plan.validation_profit > max(r["validation_profit"] for r in plan.history[1:])
+    assert "no step improved on the starting network" in lines[-1]
+    start = build_network(SHORT, "levels", (16,), plan.spec["scale"],
+                          torch.Generator().manual_seed(0))
+    paths = _paths(SHORT)
+    np.testing.assert_array_equal(rollout(SHORT, plan.policy(SHORT), paths).profit,
+                                  rollout(SHORT, NeuralPolicy(start, SHORT), paths).profit)
 
 
 def test_resume_after_an_interruption_ends_with_the_uninterrupted_weights(tmp_path):
@@ -171,7 +189,8 @@ def test_resume_after_an_interruption_ends_with_the_uninterrupted_weights(tmp_pa
 
 def test_a_loss_that_is_not_finite_stops_training_and_keeps_the_checkpoint(tmp_path):
     def interrupt(line):
-        raise KeyboardInterrupt
+        if "step 10:" in line:
+            raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         train_neural(SHORT, TINY, tmp_path, log=interrupt)

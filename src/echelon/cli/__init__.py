@@ -202,15 +202,17 @@ def build_parser() -> argparse.ArgumentParser:
                   "estimate the demand law from a dataset's sales and on-hand (censored MLE)", json_)
     fit.add_argument("dataset")
     fit.add_argument("--law", choices=(*LAWS, "all", "curve", "regimes"), default="all",
-                     help="one law, all of them ranked by AIC (default), curve: a level, a "
-                     "season of --season periods and a trend (the curve engine), or regimes: "
-                     "Poisson demand switching between --regimes hidden regimes")
+                     help="one law, all of them ranked by AIC (default; with --season and "
+                     "--regimes the engines too), curve: a level, a season of --season periods "
+                     "and a trend (the curve engine), or regimes: Poisson demand switching "
+                     "between --regimes hidden regimes")
     fit.add_argument("--regimes", type=_positive_int,
-                     help="with --law regimes: the number of regimes, in [2, 6]")
+                     help="with --law regimes (or all): the number of regimes, in [2, 6]")
     fit.add_argument("--season", type=_non_negative_int,
-                     help="with --law curve: the season's length in periods (0: none)")
+                     help="with --law curve (or all): the season's length in periods (0: none)")
     fit.add_argument("--counts", choices=("poisson", "negative-binomial"), default="poisson",
-                     help="with --law curve: the counts around the curve (default: poisson)")
+                     help="with --law curve (or all): the counts around the curve (default: "
+                     "poisson)")
 
     plan = command("plan", _cmd_plan, "fit demand to a dataset, then plan a policy in the known "
                    "dynamics", seed, json_, _options(_overwrite_option("a policy.json in --out")))

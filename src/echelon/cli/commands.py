@@ -602,13 +602,22 @@ def _cmd_fit_demand(args: argparse.Namespace) -> int:
     from echelon.data import load
     from echelon.models import compare_laws, fit_demand
 
-    if (args.law == "curve") != (args.season is not None):
-        raise ValueError("--season goes with --law curve, and --law curve needs --season")
-    if args.law != "curve" and args.counts != "poisson":
-        raise ValueError("--counts applies to --law curve only")
-    if (args.law == "regimes") != (args.regimes is not None):
-        raise ValueError("--regimes goes with --law regimes, and --law regimes needs --regimes")
+    every = args.law == "all"
+    if args.law == "curve" and args.season is None:
+        raise ValueError("--law curve needs --season")
+    if args.season is not None and args.law not in ("curve", "all"):
+        raise ValueError("--season goes with --law curve or all")
+    if args.counts != "poisson" and (args.law not in ("curve", "all") or args.season is None):
+        raise ValueError("--counts applies to --law curve (or all with --season) only")
+    if args.law == "regimes" and args.regimes is None:
+        raise ValueError("--law regimes needs --regimes")
+    if args.regimes is not None and args.law not in ("regimes", "all"):
+        raise ValueError("--regimes goes with --law regimes or all")
+    if args.regimes is not None and not 2 <= args.regimes <= 6:
+        raise ValueError(f"--regimes must be an integer in [2, 6], got {args.regimes}")
     data = load(args.dataset)
+    if every and (args.season is not None or args.regimes is not None):
+        return _compare_engines(args, data, compare_laws(data))
     if args.law == "regimes":
         from echelon.models.regime_fit import fit_regimes
 
@@ -650,6 +659,34 @@ def _cmd_fit_demand(args: argparse.Namespace) -> int:
         flag = "  MISFIT" if fit.goodness_of_fit.misspecified else ""
         print(f"  {fit.name:<17} mean {fit.params['mean']:.3f} [{mean_ci[0]:.3f}, {mean_ci[1]:.3f}]  "
               f"{naive}  AIC {fit.aic:.1f}  fit p {fit.goodness_of_fit.p_value:.3g}{flag}")
+    return 0
+
+
+def _compare_engines(args: argparse.Namespace, data, laws: list) -> int:
+    """``fit-demand --law all`` with engines: the i.i.d. laws and the engines asked for, one
+    AIC ranking (every fit maximises the same censored likelihood of the same periods)."""
+    engines = []
+    if args.season is not None:
+        from echelon.models.curve_fit import fit_curve
+
+        engines.append(fit_curve(data, args.season, counts=args.counts))
+    if args.regimes is not None:
+        from echelon.models.regime_fit import fit_regimes
+
+        engines.append(fit_regimes(data, args.regimes))
+    if args.json:
+        print(_dumps({"laws": [fit.to_dict() for fit in laws],
+                      "engines": [fit.to_dict() for fit in engines]}))
+        return 0
+    rows = [(fit.aic, fit.name, fit.params["mean"], fit.goodness_of_fit.p_value, "fit p")
+            for fit in laws]
+    rows += [(fit.aic, fit.name, fit.params["mean"], fit.period_check.p_value, "period-check p")
+             for fit in engines]
+    print(f"{args.dataset}: {laws[0].observations:,} periods, {laws[0].censored:,} sold out; "
+          "laws and engines by AIC (smaller is better):")
+    width = max(len(name) for _, name, *_ in rows)
+    for aic, name, mean, p, test in sorted(rows):
+        print(f"  {name:<{width}}  AIC {aic:10.1f}  mean {mean:8.3f}  {test} {p:.3g}")
     return 0
 
 

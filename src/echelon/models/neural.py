@@ -21,7 +21,7 @@ Two policy classes, each an entry of :data:`ARCHITECTURES`:
 
 Training (:func:`train_neural`): Adam with a cosine learning-rate schedule, the best iterate chosen
 by its mean profit on separate validation paths played in the exact NumPy core on whole units (as
-every evaluation is), an atomic checkpoint per validation, exact resume, a progress bar with the
+every evaluation is; the starting network, step 0, is one of the candidates), an atomic checkpoint per validation, exact resume, a progress bar with the
 running profit, and a stop when the loss is not finite. Training paths of step t are drawn from
 ``SeedSequence(seed).spawn``'s training stream keyed by t, so a resumed run draws what the
 uninterrupted one would have.
@@ -468,6 +468,16 @@ def train_neural(
 
     start, running = time.perf_counter(), math.nan
     name = f"neural {settings.architecture}"
+    if step == 0:
+        # The starting network is a candidate too: a training that only makes it worse (a levels
+        # network whose correction drives every level below the positions, where no gradient
+        # flows back) keeps it rather than its last, worse iterate.
+        checked = validate()
+        best = {"step": 0, "profit": checked, "state": copy.deepcopy(network.state_dict())}
+        history.append({"step": 0, "train_profit": math.nan, "validation_profit": checked,
+                        "learning_rate": settings.learning_rate,
+                        "seconds": time.perf_counter() - start})
+        log(f"  {name} step 0 (the start): validation {checked:.2f}")
     bar = progress_bar(total=settings.steps, desc=name, unit="step", initial=step, enabled=progress)
     try:
         while step < settings.steps:
@@ -514,6 +524,9 @@ def train_neural(
         bar.close()
     network.load_state_dict(best["state"])
     network.eval()
+    if best["step"] == 0:
+        log(f"  {name}: no step improved on the starting network (validation "
+            f"{best['profit']:.2f}); it is kept")
     spec = {"kind": "neural", "architecture": settings.architecture,
             "hidden": list(settings.hidden), "scale": _scale(chain),
             "sales_history": settings.sales_history, "chain": chain.to_dict(),
