@@ -485,7 +485,11 @@ def test_share_of_bound_by_hand():
 
 
 def test_share_of_bound_rejects_bad_bounds():
-    with pytest.raises(ValueError, match="positive"):
-        share_of_bound([1.0, 2.0], [1.0, 0.0])
+    with pytest.raises(ValueError, match="the bound's mean must be positive"):
+        share_of_bound([1.0, 2.0], [1.0, -1.0])
+    # A path whose bound loses money (little demand, costly starting stock) leaves the headline
+    # share defined and the per-path one not.
+    share = share_of_bound([30.0, -20.0], [60.0, -10.0])
+    assert share.ratio_of_means == pytest.approx(0.2) and math.isnan(share.mean_of_ratios)
     with pytest.raises(ValueError, match="equal lengths"):
         share_of_bound([1.0, 2.0], [1.0])

@@ -365,7 +365,9 @@ class ShareOfBound:
     ratio_of_means: float
     """``mean(profits) / mean(bound)``: the headline share (total profit over total bound)."""
     mean_of_ratios: float
-    """``mean(profits / bound)``: the average episode's share; weights every path equally."""
+    """``mean(profits / bound)``: the average episode's share; weights every path equally. NaN
+    where some path's bound is not positive (a path of so little demand that even perfect
+    information loses money on the starting stock): no share of it is defined."""
     n: int
     """Number of episodes."""
 
@@ -382,24 +384,25 @@ def share_of_bound(profits: np.ndarray, bound: np.ndarray) -> ShareOfBound:
 
     Args:
         profits: (n,) episode profits of a policy.
-        bound: (n,) perfect-information profit of the same n demand paths, all > 0.
+        bound: (n,) perfect-information profit of the same n demand paths, with a positive
+            mean.
 
     Returns:
-        Both shares.
+        Both shares (the mean of ratios NaN where a path's bound is not positive).
 
     Raises:
-        ValueError: If the arrays differ in length, are empty or non-finite, or a bound is not
-            positive.
+        ValueError: If the arrays differ in length, are empty or non-finite, or the bound's mean
+            is not positive.
     """
     values, limits = _sample(profits, "profits"), _sample(bound, "bound")
     if values.shape != limits.shape:
         raise ValueError(f"profits and bound must have equal lengths, got {values.size} and "
                          f"{limits.size}")
-    if np.any(limits <= 0.0):
-        raise ValueError("every bound must be positive for its share to be defined")
+    if limits.mean() <= 0.0:
+        raise ValueError("the bound's mean must be positive for a share of it to be defined")
     return ShareOfBound(
         ratio_of_means=float(values.mean() / limits.mean()),
-        mean_of_ratios=float(np.mean(values / limits)),
+        mean_of_ratios=float(np.mean(values / limits)) if np.all(limits > 0.0) else math.nan,
         n=values.size,
     )
 
