@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from echelon.cli.commands import (
     _add_chain_options,
+    _cmd_benchmark_build,
     _cmd_collect,
     _cmd_dataset_export_minari,
     _cmd_dataset_import,
@@ -323,6 +324,27 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--episodes", type=_positive_int, help="override collect.episodes")
     collect.add_argument("--noise-std", type=_finite_float, help="override collect.noise_std")
 
+    from echelon.benchmark import QUALITIES, SCENARIOS
+
+    benchmark = commands.add_parser("benchmark", help="the offline-RL benchmark: its datasets")
+    benchmark_commands = benchmark.add_subparsers(dest="benchmark_command", required=True)
+    build = benchmark_commands.add_parser(
+        "build", help="build the datasets of graded behaviour quality per scenario, and the "
+        "constants that normalise their scores", parents=[json_])
+    build.add_argument("--out", required=True, help="folder for <scenario>-<quality>.h5 and "
+                       "benchmark.json")
+    build.add_argument("--scenarios", default=",".join(SCENARIOS),
+                       help=f"comma-separated, of: {', '.join(SCENARIOS)} (default: all)")
+    build.add_argument("--qualities", default=",".join(QUALITIES),
+                       help=f"comma-separated, of: {', '.join(QUALITIES)} (default: all)")
+    build.add_argument("--episodes", type=_positive_int, default=2000,
+                       help="episodes per dataset (default: %(default)s)")
+    build.add_argument("--test-episodes", type=_positive_int,
+                       help="held-out paths for the normalising constants (default: each "
+                       "scenario preset's evaluate.episodes)")
+    build.add_argument("--overwrite", action="store_true", help="replace a built suite in --out")
+    build.set_defaults(handler=_cmd_benchmark_build)
+
     dataset = commands.add_parser("dataset", help="inspect, export and import datasets")
     dataset_commands = dataset.add_subparsers(dest="dataset_command", required=True)
     inspect = dataset_commands.add_parser("inspect", help="size, returns per behaviour, ranges",
@@ -334,8 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[json_],
     )
     export.add_argument("file")
-    export.add_argument("--id", default="echelon/invmanagement-mixture-v0",
-                        help="Minari id, namespace/name-vN (default: %(default)s)")
+    export.add_argument("--id", help="Minari id, namespace/name-vN (default: a benchmark "
+                        "dataset's own id, else echelon/invmanagement-mixture-v0)")
     export.add_argument("--data-path", help="Minari's datasets folder (default: MINARI_DATASETS_PATH "
                         "or ~/.minari/datasets)")
     export.add_argument("--overwrite", action="store_true", help="replace an existing dataset id")

@@ -194,10 +194,44 @@ def _cmd_dataset_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_benchmark_build(args: argparse.Namespace) -> int:
+    from echelon.benchmark import QUALITIES, SCENARIOS, build_suite
+    from echelon.benchmark.datasets import MANIFEST
+
+    chosen = {}
+    for option, registry in (("scenarios", SCENARIOS), ("qualities", QUALITIES)):
+        names = [name.strip() for name in getattr(args, option).split(",") if name.strip()]
+        unknown = [name for name in names if name not in registry]
+        if unknown or not names or len(set(names)) != len(names):
+            raise ValueError(f"--{option} must list distinct names of {list(registry)}, got "
+                             f"{getattr(args, option)!r}")
+        chosen[option] = names
+    if "mixed" in chosen["qualities"] and args.episodes < 3:
+        raise ValueError(f"--episodes must be >= 3 for the mixed quality (one episode of each "
+                         f"kind), got {args.episodes}")
+    check_output(args.out, folder=True, overwrite=args.overwrite,
+                 finished=lambda folder: (folder / MANIFEST).exists(), example=MANIFEST)
+    manifest = build_suite(args.out, scenarios=chosen["scenarios"],
+                           qualities=chosen["qualities"], episodes=args.episodes,
+                           test_episodes=args.test_episodes,
+                           log=(lambda line: None) if args.json else print)
+    if args.json:
+        print(_dumps(manifest))
+    else:
+        print(f"built {len(manifest['datasets'])} datasets in {args.out} "
+              f"({Path(args.out) / MANIFEST}); export one to Minari with echelon dataset "
+              f"export-minari {Path(args.out) / manifest['datasets'][0]['file']}")
+    return 0
+
+
 def _cmd_dataset_export_minari(args: argparse.Namespace) -> int:
     from echelon.data import export_minari, load
 
     data = load(args.file)
+    if args.id is None:  # a benchmark dataset's own id, else the mixture's
+        benchmark = data.source.get("benchmark")
+        args.id = (benchmark.get("id") if isinstance(benchmark, dict) else None) \
+            or "echelon/invmanagement-mixture-v0"
     where = export_minari(data, args.id, data_path=args.data_path, overwrite=args.overwrite)
     if args.json:
         print(_dumps({"id": args.id, "path": str(where), "episodes": data.episodes}))

@@ -260,6 +260,44 @@ def from_trajectory(
     )
 
 
+def concatenate(parts: list[OfflineDataset], *, source: dict[str, Any]) -> OfflineDataset:
+    """One dataset of the episodes of several of the same chain, in the given order.
+
+    Episode ids run on from part to part, the behaviour policies are listed part after part
+    (each part's ids shifted to its own), and the seeds are kept per part.
+
+    Raises:
+        DatasetError: If there is no part or the chains differ.
+    """
+    if not parts:
+        raise DatasetError("concatenate needs at least one dataset")
+    chain = parts[0].chain
+    if any(part.chain != chain for part in parts):
+        raise DatasetError("concatenate needs datasets of one chain")
+    arrays: dict[str, list[np.ndarray]] = {name: [] for name in _TRANSITION_FIELDS}
+    logs: dict[str, list[np.ndarray]] = {name: [] for name in parts[0].log}
+    policies: list[dict[str, Any]] = []
+    episodes = 0
+    for part in parts:
+        for name in _TRANSITION_FIELDS:
+            arrays[name].append(getattr(part, name))
+        arrays["episode_ids"][-1] = part.episode_ids + episodes
+        known = part.behaviour_ids >= 0
+        arrays["behaviour_ids"][-1] = np.where(known, part.behaviour_ids + len(policies), -1)
+        for name in logs:
+            logs[name].append(part.log[name])
+        policies += part.behaviour_policies
+        episodes += part.episodes
+    return OfflineDataset(
+        chain=chain,
+        **{name: np.concatenate(values) for name, values in arrays.items()},
+        log={name: np.concatenate(values) for name, values in logs.items()},
+        behaviour_policies=policies,
+        seeds={"parts": [part.seeds for part in parts]},
+        source=source,
+    )
+
+
 def unit_limit(chain: ChainConfig) -> float:
     """U, the most units an order, observation or log entry of the chain's data may hold.
 
