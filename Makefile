@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_policies.py
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_neural.py
+	$(BIN)/python benchmarks/bench_vector_env.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
