@@ -151,19 +151,39 @@ def test_training_improves_on_the_initial_network_and_is_deterministic(architect
 
 
 def test_a_training_that_only_makes_it_worse_keeps_the_start(tmp_path):
-    """Adam at a learning rate of 1 drives every level of a levels network below the positions,
-    where no gradient flows back: the starting network (the naive table) is kept."""
-    settings = NeuralSettings(**{**TINY.to_dict(), "architecture": "levels", "learning_rate": 1.0})
+    """One Adam step at a learning rate of 1 drives every level of a levels network below the
+    positions: the starting network (the naive table) is kept."""
+    settings = NeuralSettings(**{**TINY.to_dict(), "architecture": "levels", "learning_rate": 1.0,
+                                 "steps": 1, "evaluate_every": 1})
     lines = []
     plan = train_neural(SHORT, settings, tmp_path / "plan", log=lines.append)
     assert plan.best_step == 0 and plan.spec["best_step"] == 0
-    assert plan.validation_profit > max(r["validation_profit"] for r in plan.history[1:])
+    assert plan.validation_profit > plan.history[1]["validation_profit"]
     assert "no step improved on the starting network" in lines[-1]
     start = build_network(SHORT, "levels", (16,), plan.spec["scale"],
                           torch.Generator().manual_seed(0))
     paths = _paths(SHORT)
     np.testing.assert_array_equal(rollout(SHORT, plan.policy(SHORT), paths).profit,
                                   rollout(SHORT, NeuralPolicy(start, SHORT), paths).profit)
+
+
+def test_a_network_left_without_gradient_goes_back_at_half_the_rate(tmp_path):
+    """At a learning rate of 1 the levels fall below the positions and no gradient comes back:
+    training returns to the best iterate at half the rate, as often as it takes, and ends no
+    worse than its start."""
+    settings = NeuralSettings(**{**TINY.to_dict(), "architecture": "levels", "learning_rate": 1.0})
+    lines = []
+    plan = train_neural(SHORT, settings, tmp_path / "plan", log=lines.append)
+    backs = [line for line in lines if "no gradient" in line]
+    assert backs and "at learning rate 0.5" in backs[0]
+    if len(backs) > 1:
+        assert "at learning rate 0.25" in backs[1]
+    assert plan.validation_profit >= plan.history[0]["validation_profit"]
+    # the metrics record the halved rate (the cosine schedule of the last step times it)
+    from echelon.models.neural import _learning_rate_factor
+
+    assert plan.history[-1]["learning_rate"] == pytest.approx(
+        _learning_rate_factor(settings.steps - 1, settings) / 2 ** len(backs))
 
 
 def test_resume_after_an_interruption_ends_with_the_uninterrupted_weights(tmp_path):

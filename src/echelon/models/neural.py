@@ -21,8 +21,11 @@ Two policy classes, each an entry of :data:`ARCHITECTURES`:
 
 Training (:func:`train_neural`): Adam with a cosine learning-rate schedule, the best iterate chosen
 by its mean profit on separate validation paths played in the exact NumPy core on whole units (as
-every evaluation is; the starting network, step 0, is one of the candidates), an atomic checkpoint per validation, exact resume, a progress bar with the
-running profit, and a stop when the loss is not finite. Training paths of step t are drawn from
+every evaluation is; the starting network, step 0, is one of the candidates), a return to the
+best iterate at half the learning rate when a step leaves no gradient at all (a levels network
+whose levels all fell below the positions orders nothing and would never recover), an atomic
+checkpoint per validation, exact resume, a progress bar with the running profit, and a stop
+when the loss is not finite. Training paths of step t are drawn from
 ``SeedSequence(seed).spawn``'s training stream keyed by t, so a resumed run draws what the
 uninterrupted one would have.
 
@@ -359,6 +362,12 @@ def _optimizer(network: nn.Module, learning_rate: float) -> torch.optim.Adam:
                               "base_lr": learning_rate}])
 
 
+def _no_gradient(network: nn.Module) -> bool:
+    """Whether the last backward pass left every parameter's gradient zero (or none)."""
+    return not any(p.grad is not None and bool(torch.any(p.grad != 0.0))
+                   for p in network.parameters())
+
+
 def _learning_rate_factor(step: int, settings: NeuralSettings) -> float:
     progress = min(step, settings.steps) / settings.steps
     floor = settings.final_lr_fraction
@@ -494,9 +503,20 @@ def train_neural(
                                          f"step {step}; {kept}. Lower neural.learning_rate.")
             optimizer.zero_grad(set_to_none=True)
             (-profit).backward()
-            if settings.max_grad_norm:
-                nn.utils.clip_grad_norm_(network.parameters(), settings.max_grad_norm)
-            optimizer.step()
+            if _no_gradient(network):
+                # Nothing the network does changes the profit of these paths: a levels network
+                # whose levels all fell below the positions orders nothing and gets no gradient
+                # back, ever. Back to the best iterate so far, at half the learning rate.
+                rate = optimizer.param_groups[0]["base_lr"] / 2.0
+                network.load_state_dict(best["state"])
+                optimizer = _optimizer(network, rate)
+                log(f"  {name} step {step + 1}: no gradient (the policy orders nothing whatever "
+                    f"its weights); back to the best iterate (step {best['step']}) at learning "
+                    f"rate {rate:.3g}")
+            else:
+                if settings.max_grad_norm:
+                    nn.utils.clip_grad_norm_(network.parameters(), settings.max_grad_norm)
+                optimizer.step()
             step += 1
             value = profit.item()
             running = value if math.isnan(running) else 0.95 * running + 0.05 * value
@@ -509,7 +529,7 @@ def train_neural(
                             "state": copy.deepcopy(network.state_dict())}
                 history.append({"step": step, "train_profit": running,
                                 "validation_profit": checked,
-                                "learning_rate": settings.learning_rate * factor,
+                                "learning_rate": optimizer.param_groups[0]["lr"],
                                 "seconds": time.perf_counter() - start})
                 if folder is not None:
                     state = {**header, "step": step, "network": network.state_dict(),
