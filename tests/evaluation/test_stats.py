@@ -16,12 +16,17 @@ from echelon.evaluation.stats import (
     PairedComparison,
     ShareOfBound,
     TestResult,
+    aggregate_mean,
+    aggregate_median,
     interquartile_mean,
+    optimality_gap,
     paired_comparison,
     percent_improvement,
+    performance_profile,
     probability_of_improvement,
     seeds_and_paths_ci,
     share_of_bound,
+    stratified_bootstrap_ci,
     welch_test,
 )
 
@@ -469,6 +474,100 @@ def test_seed_bootstrap_agrees_with_rliables_stratified_bootstrap():
     width = ours.interval[1] - ours.interval[0]
     assert points["x"][0] == pytest.approx(ours.point, rel=1e-12)
     assert intervals["x"][:, 0] == pytest.approx(ours.interval, abs=0.05 * width)
+
+
+# --- Across the datasets of a benchmark -------------------------------------------------------
+
+
+def test_benchmark_aggregates_by_hand():
+    # Two seeds (rows) on three datasets (columns); task means 15, 50, 130.
+    scores = np.array([[10.0, 40.0, 120.0], [20.0, 60.0, 140.0]])
+    assert aggregate_mean(scores) == pytest.approx(65.0, rel=1e-15)
+    assert aggregate_median(scores) == 50.0
+    # Clipped at 100: 10, 40, 100, 20, 60, 100, mean 55; the gap is 45.
+    assert optimality_gap(scores, 100.0) == pytest.approx(45.0, rel=1e-15)
+    assert optimality_gap(np.full((2, 2), 150.0), 100.0) == 0.0
+    # Strictly above each threshold: 6 of 6 above 0, 4 above 20 (40, 60, 120, 140), 2 above 100.
+    profile = performance_profile(scores, [0.0, 20.0, 100.0, 140.0])
+    assert profile.tolist() == [1.0, 4 / 6, 2 / 6, 0.0]
+
+
+@pytest.mark.parametrize("x, y", list(_score_matrices()))
+def test_benchmark_aggregates_match_rliable(x, y):
+    from rliable import library
+
+    for scores in (x, y):
+        assert aggregate_mean(scores) == pytest.approx(metrics.aggregate_mean(scores), rel=1e-12)
+        assert aggregate_median(scores) == pytest.approx(metrics.aggregate_median(scores),
+                                                         rel=1e-12)
+        for gamma in (1.0, 300.0):
+            assert optimality_gap(scores, gamma) == pytest.approx(
+                metrics.aggregate_optimality_gap(scores, gamma), rel=1e-12, abs=1e-12)
+        taus = np.linspace(scores.min() - 1.0, scores.max() + 1.0, 11)
+        np.testing.assert_array_equal(performance_profile(scores, taus),
+                                      library.score_distributions(scores, taus))
+
+
+class _GlobalDraws:
+    """Draws as rliable's bootstrap does, from NumPy's global state: ``np.random.choice(n,
+    shape)`` with replacement is ``np.random.randint(0, n, shape)``."""
+
+    def integers(self, low, high, size):
+        return np.random.randint(low, high, size=size)
+
+
+@pytest.mark.parametrize("x, y", list(_score_matrices())[:3])
+def test_stratified_bootstrap_is_rliables_draw_for_draw(x, y):
+    # Given rliable's draws, the stratified bootstrap's intervals are rliable's to the last bit:
+    # one score array (get_interval_estimates' StratifiedBootstrap) and two resampled
+    # independently (its StratifiedIndependentBootstrap, for the probability of improvement).
+    from rliable import library  # needs pandas < 3 (the test extra pins it): arch 7 breaks on 3
+
+    cases = [({"x": x}, interquartile_mean, metrics.aggregate_iqm, (x,)),
+             ({"x": x}, aggregate_median, metrics.aggregate_median, (x,)),
+             ({"xy": [x, y]}, probability_of_improvement, metrics.probability_of_improvement,
+              (x, y))]
+    state = np.random.get_state()
+    try:
+        for data, ours, theirs, arrays in cases:
+            np.random.seed(11)  # rliable's only source of randomness; restored below
+            points, intervals = library.get_interval_estimates(
+                data, lambda *s, f=theirs: np.array([f(*s)]), reps=300)
+            np.random.seed(11)
+            estimate = stratified_bootstrap_ci(ours, *arrays, rng=_GlobalDraws(), n_bootstrap=300)
+            (key,) = data
+            assert estimate.point == pytest.approx(points[key][0], rel=1e-12, abs=1e-15)
+            assert estimate.interval == pytest.approx(tuple(intervals[key][:, 0]), rel=1e-12,
+                                                      abs=1e-15)
+    finally:
+        np.random.set_state(state)
+
+
+def test_stratified_bootstrap_keeps_every_dataset():
+    # Seeds are resampled within each dataset, never across: a dataset whose seeds agree adds
+    # no width, and with every dataset's seeds equal the interval is a point.
+    flat = np.array([[10.0, 50.0], [10.0, 50.0], [10.0, 50.0]])
+    point, interval = stratified_bootstrap_ci(aggregate_mean, flat, rng=np.random.default_rng(0))
+    assert point == 30.0 and interval == (30.0, 30.0)
+    spread = np.array([[0.0, 50.0], [20.0, 50.0]])  # task means 10 +- 10 and 50
+    point, (low, high) = stratified_bootstrap_ci(aggregate_mean, spread,
+                                                 rng=np.random.default_rng(0), n_bootstrap=4000)
+    # A replicate's first-task mean is 0, 10 or 20 (probabilities 1/4, 1/2, 1/4): overall 25,
+    # 30 or 35, so the 95% interval's ends are 25 and 35.
+    assert point == 30.0 and (low, high) == (25.0, 35.0)
+
+
+def test_stratified_bootstrap_rejects_bad_input():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="at least one"):
+        stratified_bootstrap_ci(aggregate_mean, rng=rng)
+    with pytest.raises(ValueError, match="same tasks"):
+        stratified_bootstrap_ci(probability_of_improvement, np.zeros((2, 3)), np.zeros((2, 2)),
+                                rng=rng)
+    with pytest.raises(ValueError, match="finite"):
+        stratified_bootstrap_ci(aggregate_mean, np.array([[1.0, math.nan]]), rng=rng)
+    with pytest.raises(ValueError, match="n_bootstrap"):
+        stratified_bootstrap_ci(aggregate_mean, np.ones((2, 2)), rng=rng, n_bootstrap=0)
 
 
 # --- Share of the bound -------------------------------------------------------------------------

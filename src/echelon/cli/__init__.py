@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from echelon.cli.commands import (
     _add_chain_options,
     _cmd_benchmark_build,
+    _cmd_benchmark_run,
     _cmd_collect,
     _cmd_dataset_export_minari,
     _cmd_dataset_import,
@@ -326,7 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from echelon.benchmark import QUALITIES, SCENARIOS
 
-    benchmark = commands.add_parser("benchmark", help="the offline-RL benchmark: its datasets")
+    benchmark = commands.add_parser("benchmark", help="the offline-RL benchmark: build its "
+                                    "datasets, run algorithms on them")
     benchmark_commands = benchmark.add_subparsers(dest="benchmark_command", required=True)
     build = benchmark_commands.add_parser(
         "build", help="build the datasets of graded behaviour quality per scenario, and the "
@@ -344,6 +346,27 @@ def build_parser() -> argparse.ArgumentParser:
                        "scenario preset's evaluate.episodes)")
     build.add_argument("--overwrite", action="store_true", help="replace a built suite in --out")
     build.set_defaults(handler=_cmd_benchmark_build)
+
+    bench_run = benchmark_commands.add_parser(
+        "run", help="train algorithms on every dataset of a suite, score them on the held-out "
+        "test paths and aggregate across datasets (IQM, probability of improvement, ...)",
+        parents=[json_, executor])
+    bench_run.add_argument("suite", help="a suite's folder (from echelon benchmark build)")
+    bench_run.add_argument("--algorithms", default="iql,bc",
+                           help=f"comma-separated, of: {', '.join(ALGORITHMS)} (default: "
+                           "%(default)s)")
+    bench_run.add_argument("--seeds", type=_positive_int, default=3, metavar="N",
+                           help="training seeds 0..N-1 per algorithm and dataset (default: "
+                           "%(default)s)")
+    bench_run.add_argument("--epochs", type=_positive_int, help="override the preset's epochs")
+    bench_run.add_argument("--preset", choices=tuple(AGENT_PRESETS), default="default",
+                           help="the agents' training preset (default: %(default)s)")
+    bench_run.add_argument("--out", help="folder for agents/, results.json and report.md "
+                           "(default: SUITE/run)")
+    bench_run.add_argument("--overwrite", action="store_true",
+                           help="redo agents and results of other inputs in --out (the old ones "
+                           "move to <out>/replaced/<n>/)")
+    bench_run.set_defaults(handler=_cmd_benchmark_run)
 
     dataset = commands.add_parser("dataset", help="inspect, export and import datasets")
     dataset_commands = dataset.add_subparsers(dest="dataset_command", required=True)

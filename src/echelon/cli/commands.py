@@ -224,6 +224,32 @@ def _cmd_benchmark_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_benchmark_run(args: argparse.Namespace) -> int:
+    from echelon.agents.registry import ALGORITHMS
+    from echelon.benchmark import BenchmarkSettings, run_benchmark
+
+    names = [name.strip() for name in args.algorithms.split(",") if name.strip()]
+    if not names or len(set(names)) != len(names) or any(n not in ALGORITHMS for n in names):
+        raise ValueError(f"--algorithms must list distinct names of {list(ALGORITHMS)}, got "
+                         f"{args.algorithms!r}")
+    settings = BenchmarkSettings(algorithms=tuple(names), seeds=args.seeds, preset=args.preset,
+                                 epochs=args.epochs)
+    out = Path(args.out) if args.out else Path(args.suite) / "run"
+    results = run_benchmark(args.suite, out, settings, executor=args.executor,
+                            address=args.address, overwrite=args.overwrite,
+                            progress=not args.json, log=_quiet if args.json else print)
+    if args.json:
+        print(_dumps(results))
+        return 0
+    print(f"{len(results['scores'])} agents on {len(results['datasets'])} datasets; IQM of the "
+          "normalised score (100: the perfect-information bound), 95% CI:")
+    for name, row in results["aggregates"]["bound"].items():
+        iqm = row["iqm"]
+        print(f"  {name:<8} {iqm['point']:6.1f} [{iqm['ci_low']:.1f}, {iqm['ci_high']:.1f}]")
+    print(f"results: {out / 'results.json'}\nreport: {out / 'report.md'}")
+    return 0
+
+
 def _cmd_dataset_export_minari(args: argparse.Namespace) -> int:
     from echelon.data import export_minari, load
 

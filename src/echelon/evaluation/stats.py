@@ -20,6 +20,11 @@ Three protocols, from the weakest to the strongest claim:
   resamples seeds and, for all seeds alike, paths: rliable's stratified bootstrap would instead
   resample seeds within each path independently, which treats the paths as fixed and breaks
   the seed's identity across them.
+* **Across the datasets of a benchmark** (rliable's own protocol): a *task* is a dataset, each
+  run's score already a mean over test paths. Aggregates of (seeds, datasets) scores: the IQM,
+  :func:`aggregate_mean`, :func:`aggregate_median`, :func:`optimality_gap`, the score
+  distribution (:func:`performance_profile`), each with :func:`stratified_bootstrap_ci`, which
+  resamples seeds within each dataset (the datasets are the strata).
 
 A 1-D array of run scores is read as (runs, 1). Every random draw comes from the ``rng``
 argument; nothing touches global random state.
@@ -28,7 +33,7 @@ argument; nothing touches global random state.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -304,6 +309,114 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
     ranks = stats.rankdata(np.concatenate([scores_x, scores_y]), axis=0)
     u = ranks[:runs_x].sum(axis=0) - runs_x * (runs_x + 1) / 2.0  # (tasks,)
     return float((u / (runs_x * runs_y)).mean())
+
+
+def aggregate_mean(scores: np.ndarray) -> float:
+    """Mean of the per-task mean scores (rliable's ``aggregate_mean``).
+
+    Args:
+        scores: (runs, tasks) scores, or (runs,) for one task.
+    """
+    return float(_runs_by_tasks(scores, "scores").mean(axis=0).mean())
+
+
+def aggregate_median(scores: np.ndarray) -> float:
+    """Median of the per-task mean scores (rliable's ``aggregate_median``): robust to a few
+    tasks with extreme scores, but blind to the runs' spread within a task.
+
+    Args:
+        scores: (runs, tasks) scores, or (runs,) for one task.
+    """
+    return float(np.median(_runs_by_tasks(scores, "scores").mean(axis=0)))
+
+
+def optimality_gap(scores: np.ndarray, gamma: float) -> float:
+    """How far the scores fall short of a target ``gamma``, on average (rliable's
+    ``aggregate_optimality_gap``): ``gamma - mean(min(scores, gamma))`` over all runs and tasks.
+
+    A score above ``gamma`` counts as ``gamma``: beating the target on one task does not make up
+    for missing it on another. Lower is better; 0 means every run reached the target.
+
+    Args:
+        scores: (runs, tasks) scores, or (runs,) for one task.
+        gamma: The target [gamma], e.g. 100 for scores normalised to 100.
+    """
+    return float(gamma - np.minimum(_runs_by_tasks(scores, "scores"), gamma).mean())
+
+
+def performance_profile(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """The score distribution: the share of all runs (tasks pooled) scoring above each threshold.
+
+    rliable's performance profile with ``use_score_distribution=True``: for each threshold
+    ``tau``, ``mean(scores > tau)`` (strictly above). It is non-increasing in ``tau``; one
+    method's profile lying above another's everywhere is stochastic dominance.
+
+    Args:
+        scores: (runs, tasks) scores, or (runs,) for one task.
+        thresholds: (K,) thresholds [tau].
+
+    Returns:
+        (K,) shares, in [0, 1].
+    """
+    values = _runs_by_tasks(scores, "scores").ravel()
+    taus = np.asarray(thresholds, dtype=np.float64).ravel()
+    return (values[None, :] > taus[:, None]).mean(axis=1)
+
+
+def stratified_bootstrap_ci(
+    aggregate: Callable[..., float],
+    *scores: np.ndarray,
+    rng: np.random.Generator,
+    n_bootstrap: int = 2000,
+    confidence: float = 0.95,
+) -> IntervalEstimate:
+    """An aggregate of (runs, tasks) scores with rliable's stratified-bootstrap interval.
+
+    Each replicate resamples the runs of every task with replacement, each task on its own (the
+    tasks are the strata: every replicate keeps all of them), and applies ``aggregate``. Given
+    several score arrays (``probability_of_improvement(x, y)``), each is resampled independently,
+    one after another, as rliable's ``StratifiedIndependentBootstrap`` does. The interval is the
+    percentile interval of the replicates. A replicate draws ``rng.integers(0, runs, size=(runs,
+    tasks))`` per array, as rliable draws ``np.random.choice(runs, (runs, tasks))``; so a
+    generator that draws as ``np.random`` does gives rliable's interval to the last bit
+    (test_stats checks it).
+
+    Use it where runs are training seeds and tasks are datasets or environments: the interval
+    says how the aggregate would move with other seeds on the same tasks. (For the seeds and
+    paths of one task, see :func:`seeds_and_paths_ci`.)
+
+    Args:
+        aggregate: Maps the score arrays to a number, e.g. :func:`interquartile_mean`.
+        scores: One or more (runs, tasks) arrays over the same tasks ((runs,) for one task).
+        rng: The random state of the resampling.
+        n_bootstrap: Replicates, >= 1.
+        confidence: Coverage of the interval, in (0, 1).
+
+    Returns:
+        ``aggregate(*scores)`` and its percentile interval.
+
+    Raises:
+        ValueError: If no scores are given, they are empty or non-finite, cover different
+            numbers of tasks, or an option is out of range.
+    """
+    _check_confidence(confidence)
+    _check_replicates(n_bootstrap)
+    if not scores:
+        raise ValueError("stratified_bootstrap_ci needs at least one score array")
+    arrays = [_runs_by_tasks(s, "scores") for s in scores]
+    tasks = arrays[0].shape[1]
+    if any(a.shape[1] != tasks for a in arrays):
+        raise ValueError(f"the score arrays must cover the same tasks, got "
+                         f"{[a.shape[1] for a in arrays]}")
+    columns = np.arange(tasks)
+    # One replicate at a time, as rliable draws them: the arrays are a few seeds by a few
+    # datasets, so the loop costs little, and the draws stay comparable with rliable's.
+    replicates = np.array([
+        aggregate(*(a[rng.integers(0, len(a), size=a.shape), columns] for a in arrays))
+        for _ in range(n_bootstrap)
+    ], dtype=np.float64)
+    return IntervalEstimate(float(aggregate(*arrays)),
+                            _percentile_interval(replicates, confidence))
 
 
 def seeds_and_paths_ci(
