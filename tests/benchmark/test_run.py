@@ -172,3 +172,17 @@ def test_bad_input_is_one_line_and_exit_2(case, suite, tmp_path, capsys):
     assert {"unknown algorithm": "--algorithms", "missing suite": "no such suite folder",
             "no manifest": "no benchmark.json"}[case] in lines[0]
     assert captured.out == "" and not (tmp_path / "out").exists()
+
+
+def test_the_named_suites_and_their_overrides():
+    from echelon.benchmark.run import SUITES, BenchmarkSettings
+
+    quick = BenchmarkSettings.of_suite("quick")
+    assert (quick.algorithms, quick.seeds, quick.preset, quick.epochs) == (("iql", "bc"), 5,
+                                                                            "quick", 5)
+    full = BenchmarkSettings.of_suite("full", seeds=2, epochs=None)
+    assert full.algorithms == ("iql", "bc", "td3bc", "cql") and full.seeds == 2
+    assert full.epochs is None and full.preset == "default" and set(SUITES) == {"quick", "full"}
+    with pytest.raises(ValueError, match="suite must be one of"):
+        BenchmarkSettings.of_suite("huge")
+

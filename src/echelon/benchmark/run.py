@@ -76,6 +76,15 @@ AGGREGATES: dict[str, tuple[str, Callable[[np.ndarray], float]]] = {
 PROFILE_THRESHOLDS = np.linspace(0.0, TARGET, 21)
 """Where the score distribution is read: every 5 points from random ordering to the target."""
 _BOOTSTRAP_SEED = 0xBE5  # each interval's stream is this and a hash of its labels (see _rng)
+SUITES: dict[str, dict[str, Any]] = {
+    "quick": {"algorithms": ("iql", "bc"), "seeds": 5, "preset": "quick", "epochs": 5},
+    "full": {"algorithms": ("iql", "bc", "td3bc", "cql"), "seeds": 5, "preset": "default"},
+}
+"""The named runs of a suite (:class:`BenchmarkSettings` fields): ``quick``, five seeds of IQL
+and BC for 5 epochs of the ``quick`` preset (the whole suite's 150 agents in about 9 minutes on
+two cores, README); ``full``, five seeds of IQL, BC, TD3+BC and CQL with each algorithm's
+published settings (the ``default`` preset: 100 epochs), about 300 times one agent's 100 epochs
+(not run here)."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,15 @@ class BenchmarkSettings:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if self.preset not in AGENT_PRESETS:
             raise ValueError(f"preset must be one of {list(AGENT_PRESETS)}, got {self.preset!r}")
+
+    @classmethod
+    def of_suite(cls, name: str, **overrides: Any) -> BenchmarkSettings:
+        """The settings of a named suite (:data:`SUITES`), with the given fields replaced (None
+        keeps the suite's)."""
+        if name not in SUITES:
+            raise ValueError(f"suite must be one of {list(SUITES)}, got {name!r}")
+        chosen = {**SUITES[name], **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(**chosen)
 
     def variants(self) -> list[AgentVariant]:
         """One training variant per algorithm: the preset's configs, with ``epochs``."""
@@ -510,6 +528,7 @@ __all__ = [
     "PROFILE_THRESHOLDS",
     "REPORT",
     "RESULTS",
+    "SUITES",
     "BenchmarkSettings",
     "aggregate",
     "read_suite",

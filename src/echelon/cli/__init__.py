@@ -351,16 +351,24 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="train algorithms on every dataset of a suite, score them on the held-out "
         "test paths and aggregate across datasets (IQM, probability of improvement, ...)",
         parents=[json_, executor])
-    bench_run.add_argument("suite", help="a suite's folder (from echelon benchmark build)")
-    bench_run.add_argument("--algorithms", default="iql,bc",
-                           help=f"comma-separated, of: {', '.join(ALGORITHMS)} (default: "
-                           "%(default)s)")
-    bench_run.add_argument("--seeds", type=_positive_int, default=3, metavar="N",
-                           help="training seeds 0..N-1 per algorithm and dataset (default: "
-                           "%(default)s)")
+    bench_run.add_argument("folder", metavar="SUITE",
+                           help="a suite's folder (from echelon benchmark build)")
+    from echelon.benchmark.run import SUITES
+
+    bench_run.add_argument("--suite", choices=tuple(SUITES), default="quick",
+                           help="what is trained: " + "; ".join(
+                               f"{name}: {', '.join(suite['algorithms'])} x {suite['seeds']} "
+                               f"seeds, {suite['preset']} preset"
+                               + (f", {suite['epochs']} epochs" if suite.get("epochs") else "")
+                               for name, suite in SUITES.items())
+                           + " (default: %(default)s); the options below override it")
+    bench_run.add_argument("--algorithms",
+                           help=f"comma-separated, of: {', '.join(ALGORITHMS)}")
+    bench_run.add_argument("--seeds", type=_positive_int, metavar="N",
+                           help="training seeds 0..N-1 per algorithm and dataset")
     bench_run.add_argument("--epochs", type=_positive_int, help="override the preset's epochs")
-    bench_run.add_argument("--preset", choices=tuple(AGENT_PRESETS), default="default",
-                           help="the agents' training preset (default: %(default)s)")
+    bench_run.add_argument("--preset", choices=tuple(AGENT_PRESETS),
+                           help="the agents' training preset")
     bench_run.add_argument("--out", help="folder for agents/, results.json and report.md "
                            "(default: SUITE/run)")
     bench_run.add_argument("--overwrite", action="store_true",

@@ -228,14 +228,16 @@ def _cmd_benchmark_run(args: argparse.Namespace) -> int:
     from echelon.agents.registry import ALGORITHMS
     from echelon.benchmark import BenchmarkSettings, run_benchmark
 
-    names = [name.strip() for name in args.algorithms.split(",") if name.strip()]
-    if not names or len(set(names)) != len(names) or any(n not in ALGORITHMS for n in names):
-        raise ValueError(f"--algorithms must list distinct names of {list(ALGORITHMS)}, got "
-                         f"{args.algorithms!r}")
-    settings = BenchmarkSettings(algorithms=tuple(names), seeds=args.seeds, preset=args.preset,
-                                 epochs=args.epochs)
-    out = Path(args.out) if args.out else Path(args.suite) / "run"
-    results = run_benchmark(args.suite, out, settings, executor=args.executor,
+    names = None
+    if args.algorithms is not None:
+        names = tuple(name.strip() for name in args.algorithms.split(",") if name.strip())
+        if not names or len(set(names)) != len(names) or any(n not in ALGORITHMS for n in names):
+            raise ValueError(f"--algorithms must list distinct names of {list(ALGORITHMS)}, "
+                             f"got {args.algorithms!r}")
+    settings = BenchmarkSettings.of_suite(args.suite, algorithms=names, seeds=args.seeds,
+                                          preset=args.preset, epochs=args.epochs)
+    out = Path(args.out) if args.out else Path(args.folder) / "run"
+    results = run_benchmark(args.folder, out, settings, executor=args.executor,
                             address=args.address, overwrite=args.overwrite,
                             progress=not args.json, log=_quiet if args.json else print)
     if args.json:
