@@ -81,10 +81,10 @@ SUITES: dict[str, dict[str, Any]] = {
     "full": {"algorithms": ("iql", "bc", "td3bc", "cql"), "seeds": 5, "preset": "default"},
 }
 """The named runs of a suite (:class:`BenchmarkSettings` fields): ``quick``, five seeds of IQL
-and BC for 5 epochs of the ``quick`` preset (the whole suite's 150 agents in about 9 minutes on
+and BC for 5 epochs of the ``quick`` preset (the whole suite's 150 agents took 9.7 minutes on
 two cores, README); ``full``, five seeds of IQL, BC, TD3+BC and CQL with each algorithm's
-published settings (the ``default`` preset: 100 epochs), about 300 times one agent's 100 epochs
-(not run here)."""
+published settings (the ``default`` preset: 100 epochs), 300 agents of 100 epochs (estimated at
+about 12 hours on two cores; not run)."""
 
 
 @dataclass(frozen=True)
