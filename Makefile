@@ -32,6 +32,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_neural.py
 	$(BIN)/python benchmarks/bench_vector_env.py
+	$(BIN)/python benchmarks/parity_d3rlpy.py --data-scaling
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/ppo_reference.py --steps 1000000 --seeds 3
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

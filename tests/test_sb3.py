@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 from stable_baselines3 import PPO
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv, VecCheckNan, VecMonitor
 
 from echelon.sb3 import SB3_MISSING, Sb3Policy, Sb3VecEnv
@@ -76,6 +77,7 @@ def test_sb3_vec_env_wrappers_run_on_it():
 def test_ppo_learns_without_error_and_predicts_valid_actions():
     env = Sb3VecEnv(8, **SHORT)
     model = PPO("MlpPolicy", env, n_steps=256, batch_size=256, n_epochs=1, seed=0, device="cpu")
+    model.set_logger(Logger(folder=None, output_formats=[]))  # no temp folder of SB3's
     model.learn(total_timesteps=2_048)
     assert model.num_timesteps == 2_048
     obs = env.reset()
@@ -113,3 +115,34 @@ def test_without_sb3_the_import_error_names_the_extra(monkeypatch):
     monkeypatch.delitem(sys.modules, "echelon.sb3")
     with pytest.raises(ImportError, match=r"pip install 'echelon\[sb3\]'$"):
         importlib.import_module("echelon.sb3")
+
+
+def test_the_ppo_reference_writes_a_row_the_benchmark_accepts(tmp_path):
+    """benchmarks/ppo_reference.py --suite: PPO on the suite's scenario, scored on its paths."""
+    import dataclasses
+    import json
+    import subprocess
+    from pathlib import Path
+
+    from echelon.benchmark import build_suite
+    from echelon.benchmark.datasets import EXPERT_SEARCH
+    from echelon.benchmark.run import read_reference
+
+    suite = tmp_path / "suite"
+    manifest = build_suite(suite, scenarios=["v1"], qualities=["random"], episodes=2,
+                           test_episodes=4, overrides=["search.episodes=4"],
+                           expert_search=dataclasses.replace(EXPERT_SEARCH, episodes=4))
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "ppo_reference.py"
+    out = tmp_path / "ppo.json"
+    done = subprocess.run(
+        [sys.executable, str(script), "--steps", "128", "--num-envs", "2", "--n-steps", "64",
+         "--seeds", "2", "--suite", str(suite), "--out", str(out)],
+        capture_output=True, text=True, timeout=300, env={"OMP_NUM_THREADS": "1",
+                                                          "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    reference = read_reference(out, manifest)
+    figures = json.loads(out.read_text())["figures"]
+    assert reference["scenario"] == "v1" and reference["test_episodes"] == 4
+    assert reference["profits"] == [run["ppo"]["mean"] for run in figures["runs"]]
+    assert [run["steps"] for run in figures["runs"]] == [128, 128]
+    assert figures["spaces"] == "actions in [-1, 1], VecNormalize"

@@ -57,3 +57,27 @@ def test_an_actor_whose_output_overflows_is_refused_when_it_acts(checkpoint, cha
     with pytest.raises(CheckpointError, match=re.escape(
             f"{broken}: the actor's output is NaN for these observations (damaged weights?)")):
         policy.act(obs, types.SimpleNamespace(period=np.zeros(2, dtype=int)))
+
+
+def test_an_agent_trained_with_data_scaling_acts_over_the_logged_range(dataset, chain, tmp_path):
+    from echelon.agents import TrainConfig, algorithm_config, train
+    from echelon.agents.checkpoint import load_checkpoint
+
+    settings = TrainConfig(epochs=1, batch_size=64, device="cpu", action_scaling="data")
+    assert "action_scaling" not in TrainConfig().to_dict()  # digests of earlier runs hold
+    assert settings.to_dict()["action_scaling"] == "data"
+    checkpoint = train(dataset, "bc", algorithm_config("bc", {"hidden": (16, 16)}), settings,
+                       tmp_path).checkpoint
+    saved = load_checkpoint(checkpoint)
+    assert saved["train_config"]["action_scaling"] == "data"
+    policy = AgentPolicy(checkpoint, chain)
+    low, high = policy.preprocessing.action_range
+    assert np.any(high != chain.capacity)  # the logged range, not the capacities
+    obs = dataset.observations[:50]
+    state = types.SimpleNamespace(period=dataset.periods[:50])
+    scaled = policy.learner.act(torch.as_tensor(
+        policy.preprocessing.observations(obs, state.period))).numpy().astype(np.float64)
+    expected = np.clip(low + (scaled + 1.0) * 0.5 * (high - low), 0.0, chain.capacity)
+    np.testing.assert_allclose(policy.act(obs, state), expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="train.action_scaling must be bounds or data"):
+        TrainConfig(action_scaling="minmax")

@@ -51,6 +51,42 @@ def test_preprocessing_round_trips_through_its_dict(dataset):
         np.testing.assert_array_equal(getattr(again, field.name), getattr(prep, field.name))
 
 
+def test_data_scaling_maps_the_logged_range_and_plays_within_the_bounds(dataset, chain):
+    rows = np.arange(60)
+    prep = Preprocessing.fit(dataset, rows, time_feature=False, action_scaling="data")
+    logged = dataset.actions[rows]
+    np.testing.assert_array_equal(prep.action_range[0], logged.min(axis=0))
+    np.testing.assert_array_equal(prep.action_range[1], logged.max(axis=0))
+    np.testing.assert_array_equal(prep.action_high, chain.capacity)  # the env's bounds stay
+    scaled = prep.scale_actions(logged)
+    assert scaled.min(axis=0) == pytest.approx(-1.0) and scaled.max(axis=0) == pytest.approx(1.0)
+    np.testing.assert_allclose(prep.unscale_actions(scaled), np.clip(logged, 0, chain.capacity),
+                               atol=1e-4)
+    # -1 and 1 stand for the logged extremes; what is played stays within [0, capacity]
+    extremes = prep.unscale_actions(np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
+    np.testing.assert_allclose(extremes, np.clip([logged.min(axis=0), logged.max(axis=0)], 0,
+                                                 chain.capacity))
+    again = Preprocessing.from_dict(prep.to_dict())
+    np.testing.assert_array_equal(again.action_range[1], prep.action_range[1])
+    # A dict written before the option (no scale keys) scales over the bounds, as it did.
+    bounds = Preprocessing.fit(dataset, rows, time_feature=False)
+    assert "scale_low" not in bounds.to_dict()
+    np.testing.assert_array_equal(bounds.action_range[1], chain.capacity)
+    one = {k: v for k, v in prep.to_dict().items() if k != "scale_high"}
+    with pytest.raises(ValueError, match="both"):
+        Preprocessing.from_dict(one)
+    with pytest.raises(ValueError, match="train.action_scaling must be one of"):
+        Preprocessing.fit(dataset, rows, time_feature=False, action_scaling="percentile")
+
+
+def test_a_stage_whose_logged_orders_never_vary_keeps_the_bounds(dataset, chain):
+    flat = dataclasses.replace(dataset, actions=dataset.actions.copy())
+    flat.actions[:, 1] = 7.0
+    prep = Preprocessing.fit(flat, np.arange(60), time_feature=False, action_scaling="data")
+    assert (prep.action_range[0][1], prep.action_range[1][1]) == (0.0, chain.capacity[1])
+    assert prep.action_range[1][0] == flat.actions[:60, 0].max()
+
+
 def test_the_fingerprint_changes_with_the_transitions(dataset):
     assert dataset_fingerprint(dataset) == dataset_fingerprint(dataclasses.replace(dataset))
     changed = dataclasses.replace(dataset, rewards=dataset.rewards + 1.0)

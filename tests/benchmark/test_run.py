@@ -1,6 +1,6 @@
-"""Algorithms on a benchmark suite: every dataset x algorithm x seed trained and scored, scores as
-a direct evaluation gives them, aggregates with their intervals, reruns that reuse the agents,
-and the command's refusals."""
+"""Algorithms on a benchmark suite: every dataset x algorithm x seed trained and scored, the
+model-based planners beside them, scores as a direct evaluation gives them, aggregates with their
+intervals, reference rows, reruns that reuse the agents and plans, and the command's refusals."""
 
 from __future__ import annotations
 
@@ -17,16 +17,26 @@ import pytest
 from echelon.agents import AgentPolicy
 from echelon.benchmark import SCENARIOS, build_suite
 from echelon.benchmark.datasets import EXPERT_SEARCH
-from echelon.benchmark.run import AGGREGATES, REPORT, RESULTS, score_matrix
+from echelon.benchmark.planners import PLANNERS
+from echelon.benchmark.run import (
+    AGGREGATES,
+    PROFILE_FIGURE,
+    REFERENCE_KIND,
+    REPORT,
+    RESULTS,
+    score_matrix,
+)
 from echelon.cli import main
 from echelon.data import load
 from echelon.data.collect import Behaviour
 from echelon.evaluation.stats import interquartile_mean, optimality_gap
+from echelon.models.planning import policy_from_spec
 from echelon.policies.lp import perfect_information_plan
 from echelon.sim import run_streams
 from echelon.sim.rollout import rollout
 
 ALGORITHMS, SEEDS = ("bc", "iql"), (0, 1)
+PLANNER = PLANNERS["time-aware"].label
 
 
 def _run(argv: list[str]) -> dict:
@@ -40,7 +50,7 @@ def _run(argv: list[str]) -> dict:
 def _argv(suite, out, *extra: str) -> list[str]:
     return ["benchmark", "run", str(suite), "--algorithms", ",".join(ALGORITHMS), "--seeds",
             str(len(SEEDS)), "--epochs", "1", "--preset", "quick", "--executor", "local",
-            "--out", str(out), *extra]
+            "--planners", "time-aware", "--plan-episodes", "5", "--out", str(out), *extra]
 
 
 @pytest.fixture(scope="module")
@@ -63,16 +73,23 @@ def test_every_dataset_algorithm_and_seed_is_scored(suite, ran):
     _, manifest = suite
     out, results = ran
     ids = [entry["id"] for entry in manifest["datasets"]]
-    expected = set(itertools.product(ids, ALGORITHMS, SEEDS))
+    expected = set(itertools.product(ids, ALGORITHMS, SEEDS)) | {(i, PLANNER, 0) for i in ids}
     assert {(s["dataset"], s["algorithm"], s["seed"]) for s in results["scores"]} == expected
     assert len(results["scores"]) == len(expected)
+    assert results["methods"] == [*ALGORITHMS, PLANNER]
     assert json.loads((out / RESULTS).read_text()) == results
     for score in results["scores"]:
+        if score["algorithm"] == PLANNER:
+            assert score["plan"] == f"plans/{score['dataset'].split('/')[1][:-3]}/time-aware.json"
+            assert "agent" not in score and score["fitted_law"] == "poisson"
+            continue
         stem = next(e["file"] for e in manifest["datasets"] if e["id"] == score["dataset"])[:-3]
         assert score["agent"] == f"agents/{stem}/{score['algorithm']}-s{score['seed']}"
         assert (out / score["agent"] / "checkpoint.pt").is_file()
     report = (out / REPORT).read_text()
     assert all(name in report for name in ids) and "Probability of improvement" in report
+    assert PLANNER in report and f"]({PROFILE_FIGURE})" in report
+    assert (out / PROFILE_FIGURE).read_bytes().startswith(b"\x89PNG")
 
 
 def test_scores_match_a_direct_evaluation(suite, ran):
@@ -106,14 +123,25 @@ def test_scores_match_a_direct_evaluation(suite, ran):
         100 * (best - low) / (bound - low), rel=1e-9)
     assert rows["echelon/v1-random-v0"]["score"] == {"bound": 0.0, "heuristic": 0.0}
 
+    # The plan: a time-aware base-stock planned in the Poisson model fitted to the logs.
+    for row in results["scores"]:
+        if row["algorithm"] != PLANNER:
+            continue
+        plan = json.loads((out / row["plan"]).read_text())
+        assert plan["spec"]["family"] == "time-aware" and plan["fit"]["law"] == "poisson"
+        profit = rollout(chain, policy_from_spec(plan["spec"], chain), paths).profit.mean()
+        assert row["profit"] == pytest.approx(profit, rel=1e-12)
+        assert row["score"]["bound"] == pytest.approx(100 * (profit - low) / (bound - low),
+                                                      rel=1e-9)
+
 
 def test_aggregates_hold_their_points_in_their_intervals(ran):
     _, results = ran
     ids = [row["id"] for row in results["datasets"]]
     for against, table in results["aggregates"].items():
-        for name in ALGORITHMS:
+        for name in [*ALGORITHMS, PLANNER]:
             matrix = score_matrix(results["scores"], ids, name, against)
-            assert matrix.shape == (len(SEEDS), len(ids))
+            assert matrix.shape == (1 if name == PLANNER else len(SEEDS), len(ids))
             row = table[name]
             assert set(row) == set(AGGREGATES)
             assert all(e["ci_low"] <= e["point"] <= e["ci_high"] for e in row.values())
@@ -124,19 +152,23 @@ def test_aggregates_hold_their_points_in_their_intervals(ran):
             profile = np.array(results["performance_profile"][against][name])
             assert np.all(np.diff(profile) <= 0) and profile[0] == np.mean(matrix > 0.0)
         pairs = {(p["x"], p["y"]): p for p in results["probability_of_improvement"][against]}
-        assert set(pairs) == {("bc", "iql"), ("iql", "bc")}
+        methods = [*ALGORITHMS, PLANNER]
+        assert set(pairs) == {(x, y) for x in methods for y in methods if x != y}
         assert all(p["ci_low"] <= p["point"] <= p["ci_high"] for p in pairs.values())
-        assert pairs["bc", "iql"]["point"] + pairs["iql", "bc"]["point"] == pytest.approx(1.0)
+        for x, y in itertools.combinations(methods, 2):
+            assert pairs[x, y]["point"] + pairs[y, x]["point"] == pytest.approx(1.0)
 
 
 def test_a_rerun_reuses_the_agents(suite, ran):
     folder, _ = suite
     out, results = ran
     checkpoints = sorted(out.glob("agents/*/*/checkpoint.pt"))
-    assert len(checkpoints) == len(results["scores"])
-    before = [path.stat().st_mtime_ns for path in checkpoints]
+    plans = sorted(out.glob("plans/*/*.json"))
+    assert len(checkpoints) == sum("agent" in s for s in results["scores"])
+    assert len(plans) == len(results["datasets"])
+    before = [path.stat().st_mtime_ns for path in [*checkpoints, *plans]]
     assert _run(_argv(folder, out)) == results
-    assert [path.stat().st_mtime_ns for path in checkpoints] == before
+    assert [path.stat().st_mtime_ns for path in [*checkpoints, *plans]] == before
 
 
 def test_other_inputs_are_refused_then_set_aside(suite, ran, tmp_path, capsys):
@@ -144,7 +176,7 @@ def test_other_inputs_are_refused_then_set_aside(suite, ran, tmp_path, capsys):
     out = tmp_path / "run"
     shutil.copytree(ran[0], out)
     other = ["benchmark", "run", str(folder), "--algorithms", "bc", "--seeds", "1", "--epochs",
-             "2", "--preset", "quick", "--out", str(out)]
+             "2", "--preset", "quick", "--planners", "none", "--out", str(out)]
     assert main(other) == 2
     assert "results of other inputs" in capsys.readouterr().err
     (out / RESULTS).unlink()  # an interrupted run: no results, agents of other epochs
@@ -180,9 +212,75 @@ def test_the_named_suites_and_their_overrides():
     quick = BenchmarkSettings.of_suite("quick")
     assert (quick.algorithms, quick.seeds, quick.preset, quick.epochs) == (("iql", "bc"), 5,
                                                                             "quick", 5)
+    assert quick.planners == ("time-aware",) and quick.methods() == ["iql", "bc", PLANNER]
+    # A run without planners keeps the digest it had before planners existed.
+    bare = BenchmarkSettings.of_suite("quick", planners=())
+    assert "planners" not in bare.to_dict() and "plan_episodes" not in bare.to_dict()
+    assert quick.to_dict()["planners"] == ("time-aware",)
+    with pytest.raises(ValueError, match="planners must list distinct names"):
+        BenchmarkSettings(planners=("oracle",))
     full = BenchmarkSettings.of_suite("full", seeds=2, epochs=None)
     assert full.algorithms == ("iql", "bc", "td3bc", "cql") and full.seeds == 2
     assert full.epochs is None and full.preset == "default" and set(SUITES) == {"quick", "full"}
     with pytest.raises(ValueError, match="suite must be one of"):
         BenchmarkSettings.of_suite("huge")
 
+
+
+def test_a_plan_of_other_inputs_is_refused_then_set_aside(suite, ran, tmp_path, capsys):
+    folder, _ = suite
+    out = tmp_path / "run"
+    shutil.copytree(ran[0], out)
+    argv = _argv(folder, out, "--plan-episodes", "6")  # the later option wins
+    assert main(argv) == 2
+    assert "results of other inputs" in capsys.readouterr().err
+    (out / RESULTS).unlink()
+    assert main(argv) == 2
+    assert "a plan of other inputs" in capsys.readouterr().err
+    old = (out / "plans" / "v1-paper" / "time-aware.json").read_bytes()
+    _run([*argv, "--overwrite"])
+    assert (out / "replaced" / "1" / "plans" / "v1-paper" / "time-aware.json").read_bytes() == old
+    assert json.loads((out / "plans" / "v1-paper" / "time-aware.json").read_text())["digest"] \
+        != json.loads(old)["digest"]
+
+
+def _reference(path, manifest, **changes):
+    constants = manifest["scenarios"]["v1"]
+    reference = {"kind": REFERENCE_KIND, "name": "online reference",
+                 "description": "a stand-in of known profits", "scenario": "v1",
+                 "run_seed": constants["run_seed"], "test_episodes": constants["test_episodes"],
+                 "profits": [constants["J_bound"], constants["J_random"]], **changes}
+    path.write_text(json.dumps(reference))
+    return path
+
+
+def test_a_reference_row_is_scored_on_the_suites_paths(suite, ran, tmp_path):
+    folder, manifest = suite
+    out = tmp_path / "run"
+    shutil.copytree(ran[0], out)
+    reference = _reference(tmp_path / "ref.json", manifest)
+    results = _run([*_argv(folder, out, "--reference", str(reference)), "--overwrite"])
+    row, = results["references"]
+    assert row["score"]["bound"] == pytest.approx([100.0, 0.0])
+    ids = [d["id"] for d in results["datasets"]]
+    for name in results["methods"]:
+        mean = score_matrix(results["scores"], ids, name, "bound").mean()
+        assert row["scenario_means"][name]["bound"] == pytest.approx(mean, rel=1e-12)
+    report = (out / REPORT).read_text()
+    assert "## References" in report and "| online reference | v1 |" in report
+    assert "a stand-in of known profits" in report
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"run_seed": 99}, "run_seed 99 is not the suite's"),
+    ({"scenario": "arctic"}, "scenario 'arctic' is not among"),
+    ({"profits": []}, "profits must be a non-empty list"),
+    ({"kind": "other"}, "not a benchmark reference"),
+])
+def test_a_bad_reference_is_one_line_and_exit_2(change, message, suite, tmp_path, capsys):
+    folder, manifest = suite
+    reference = _reference(tmp_path / "ref.json", manifest, **change)
+    assert main(_argv(folder, tmp_path / "out", "--reference", str(reference))) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and message in err[0] and "--reference" in err[0]
+    assert not (tmp_path / "out").exists()

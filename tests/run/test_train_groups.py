@@ -42,3 +42,13 @@ def test_an_explicit_ensemble_size_chunks_each_variant(ensemble, sizes):
     assert [len(g) for g in groups] == sizes
     assert all(len({job.variant.name for job in g}) == 1 for g in groups)
     assert [job for g in groups for job in g] == jobs  # every job once, in order
+
+
+def test_a_sweep_of_the_action_scaling_trains_a_variant_beside_the_plain_agent():
+    run, jobs = jobs_of(["train.seeds=[0]", 'train.sweep=["iql.action_scaling=data,bounds"]',
+                         "train.algorithms=[\"iql\"]"])
+    variants = agent_variants(run)
+    assert [v.name for v in variants] == ["iql", "iql-action_scaling-data"]
+    assert [v.train_config.action_scaling for v in variants] == ["bounds", "data"]
+    with pytest.raises(ValueError, match="train.action_scaling must be bounds or data"):
+        agent_variants(pipeline.resolve("quick", ['train.sweep=["iql.action_scaling=logged"]']))

@@ -34,6 +34,10 @@ class TrainConfig:
     sales_history: int = 0
     """Append the retail sales of the last k periods to the observation (the env's
     ``sales_history`` option; read from the log's sales), 0 .. T."""
+    action_scaling: str = "bounds"
+    """How orders map to the networks' [-1, 1]: ``bounds``, over the env's [0, capacity] per
+    stage; ``data``, over the training split's lowest and highest logged order per stage
+    (d3rlpy's min-max scaler); the orders played are clipped to the env's bounds either way."""
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
     precision: str = "float32"
@@ -58,14 +62,18 @@ class TrainConfig:
             )
         if not math.isfinite(self.reward_scale) or self.reward_scale <= 0:
             raise ValueError(f"train.reward_scale must be > 0, got {self.reward_scale!r}")
+        if self.action_scaling not in ("bounds", "data"):
+            raise ValueError(f"train.action_scaling must be bounds or data, got "
+                             f"{self.action_scaling!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"train.device must be auto, cpu or cuda, got {self.device!r}")
         if self.precision not in ("float32", "bfloat16"):
             raise ValueError(f"train.precision must be float32 or bfloat16, got {self.precision!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings as a dict (``sales_history`` only when set: see ``settings_dict``)."""
-        return settings_dict(self, later=("sales_history",))
+        """The settings as a dict (``sales_history`` and ``action_scaling`` only when set: see
+        ``settings_dict``)."""
+        return settings_dict(self, later=("sales_history", "action_scaling"))
 
 
 def resolve_device(name: str) -> torch.device:

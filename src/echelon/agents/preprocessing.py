@@ -21,6 +21,11 @@ from echelon.data.dataset import OfflineDataset
 _PREPROCESSING_KEYS = ("obs_mean", "obs_std", "action_low", "action_high", "time_feature", "periods")
 # Keys added later, with the value a checkpoint written before them means.
 _LATER_KEYS = {"sales_history": 0}
+# Optional later keys: absent means the actions were scaled over the env's bounds.
+_SCALE_KEYS = ("scale_low", "scale_high")
+ACTION_SCALINGS = ("bounds", "data")
+"""How orders map to the networks' [-1, 1]: over the env's bounds [0, capacity] per stage, or
+over the range of the training split's logged orders per stage (d3rlpy's min-max scaler)."""
 # A feature that is constant in the training data (std 0) is centred, not divided by zero.
 _STD_FLOOR = 1e-3
 
@@ -41,10 +46,14 @@ class Preprocessing:
     periods: int
     sales_history: int = 0
     """Retail sales of the last k periods follow the OR-Gym observation (before the time)."""
+    scale_low: np.ndarray | None = None
+    """(A,) the order each stage's -1 stands for (None: ``action_low``)."""
+    scale_high: np.ndarray | None = None
+    """(A,) the order each stage's 1 stands for (None: ``action_high``)."""
 
     @classmethod
     def fit(cls, data: OfflineDataset, rows: np.ndarray, time_feature: bool,
-            sales_history: int = 0) -> Preprocessing:
+            sales_history: int = 0, action_scaling: str = "bounds") -> Preprocessing:
         """The statistics of the transitions ``rows`` of ``data`` (the training split).
 
         Args:
@@ -52,10 +61,17 @@ class Preprocessing:
             rows: (R,) indices of the transitions to take the statistics of.
             time_feature: Append the normalised period n/T to the observation.
             sales_history: Append the last k periods' retail sales (0 .. T).
+            action_scaling: ``bounds`` (the env's [0, capacity]) or ``data`` (each stage's
+                lowest and highest logged order in ``rows``; a stage whose logged orders are
+                all equal keeps the env's bounds).
 
         Raises:
-            ValueError: If ``sales_history`` exceeds the chain's periods.
+            ValueError: If ``sales_history`` exceeds the chain's periods, or the scaling is
+                unknown.
         """
+        if action_scaling not in ACTION_SCALINGS:
+            raise ValueError(f"train.action_scaling must be one of {list(ACTION_SCALINGS)}, got "
+                             f"{action_scaling!r}")
         chain = data.chain
         if sales_history > chain.periods:
             raise ValueError(f"train.sales_history must be at most the chain's {chain.periods} "
@@ -65,15 +81,31 @@ class Preprocessing:
             raw_obs = np.column_stack([raw_obs, data.sales_history(sales_history)[0][rows]])
         if time_feature:
             raw_obs = np.column_stack([raw_obs, data.periods[rows] / chain.periods])
+        low, high = np.zeros(chain.stages), np.asarray(chain.capacity, dtype=np.float64)
+        scale_low = scale_high = None
+        if action_scaling == "data":
+            logged = np.asarray(data.actions[rows], dtype=np.float64)
+            scale_low, scale_high = logged.min(axis=0), logged.max(axis=0)
+            flat = scale_high <= scale_low
+            scale_low, scale_high = np.where(flat, low, scale_low), np.where(flat, high, scale_high)
         return cls(
             obs_mean=raw_obs.mean(axis=0),
             obs_std=np.maximum(raw_obs.std(axis=0), _STD_FLOOR),
-            action_low=np.zeros(chain.stages),
-            action_high=np.asarray(chain.capacity, dtype=np.float64),
+            action_low=low,
+            action_high=high,
             time_feature=time_feature,
             periods=chain.periods,
             sales_history=sales_history,
+            scale_low=scale_low,
+            scale_high=scale_high,
         )
+
+    @property
+    def action_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """The orders that -1 and 1 stand for, per stage."""
+        if self.scale_low is None or self.scale_high is None:
+            return self.action_low, self.action_high
+        return self.scale_low, self.scale_high
 
     def observations(self, obs: np.ndarray, period: np.ndarray | int,
                      sales: np.ndarray | None = None) -> np.ndarray:
@@ -89,19 +121,23 @@ class Preprocessing:
         return ((obs - self.obs_mean) / self.obs_std).astype(np.float32)
 
     def scale_actions(self, actions: np.ndarray) -> np.ndarray:
-        """Orders -> [-1, 1] over the env's bounds (orders beyond the bounds map beyond)."""
-        return (2.0 * (actions - self.action_low) / (self.action_high - self.action_low) - 1.0).astype(np.float32)
+        """Orders -> [-1, 1] over :attr:`action_range` (orders beyond it map beyond)."""
+        low, high = self.action_range
+        return (2.0 * (actions - low) / (high - low) - 1.0).astype(np.float32)
 
     def unscale_actions(self, scaled: np.ndarray) -> np.ndarray:
-        """[-1, 1] -> orders, clipped to the env's bounds."""
-        orders = self.action_low + (np.asarray(scaled, dtype=np.float64) + 1.0) * 0.5 * (self.action_high - self.action_low)
+        """[-1, 1] -> orders over :attr:`action_range`, clipped to the env's bounds."""
+        low, high = self.action_range
+        orders = low + (np.asarray(scaled, dtype=np.float64) + 1.0) * 0.5 * (high - low)
         return np.clip(orders, self.action_low, self.action_high)
 
     def to_dict(self) -> dict[str, Any]:
         return {"obs_mean": self.obs_mean.tolist(), "obs_std": self.obs_std.tolist(),
                 "action_low": self.action_low.tolist(), "action_high": self.action_high.tolist(),
                 "time_feature": self.time_feature, "periods": self.periods,
-                "sales_history": self.sales_history}
+                "sales_history": self.sales_history,
+                **({"scale_low": self.scale_low.tolist(), "scale_high": self.scale_high.tolist()}
+                   if self.scale_low is not None and self.scale_high is not None else {})}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
@@ -111,7 +147,9 @@ class Preprocessing:
             ValueError: Naming the key that is missing or wrong: the arrays must be
                 one-dimensional lists of finite numbers, ``obs_std`` > 0, ``action_high`` >
                 ``action_low`` of the same length, ``time_feature`` a bool, ``periods`` an
-                integer >= 1, ``sales_history`` (0 where absent) an integer in 0 .. periods.
+                integer >= 1, ``sales_history`` (0 where absent) an integer in 0 .. periods,
+                ``scale_low`` and ``scale_high`` (both or neither) one per stage, high above
+                low.
         """
         if not isinstance(data, dict):
             raise ValueError(f"preprocessing must be a dict, got {type(data).__name__}")
@@ -119,7 +157,10 @@ class Preprocessing:
         if missing:
             raise ValueError(f"preprocessing lacks {missing}")
         arrays = {}
-        for key in ("obs_mean", "obs_std", "action_low", "action_high"):
+        scaled = [key for key in _SCALE_KEYS if key in data]
+        if scaled and len(scaled) != len(_SCALE_KEYS):
+            raise ValueError(f"preprocessing needs both {list(_SCALE_KEYS)} or neither")
+        for key in ("obs_mean", "obs_std", "action_low", "action_high", *scaled):
             value = data[key]
             ok = isinstance(value, (list, tuple)) and all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
@@ -132,6 +173,9 @@ class Preprocessing:
         low, high = arrays["action_low"], arrays["action_high"]
         if len(high) != len(low) or np.any(high <= low):
             raise ValueError("preprocessing.action_high must exceed action_low, stage by stage")
+        if scaled and (len(arrays["scale_low"]) != len(low) or len(arrays["scale_high"]) != len(low)
+                       or np.any(arrays["scale_high"] <= arrays["scale_low"])):
+            raise ValueError("preprocessing.scale_high must exceed scale_low, one per stage")
         if not isinstance(data["time_feature"], bool):
             raise ValueError(f"preprocessing.time_feature must be true or false, got "
                              f"{data['time_feature']!r}")

@@ -252,7 +252,8 @@ class _Member:
         train_eps, val_eps = split_episodes(data.episodes, config.validation_fraction, config.seed)
         train_rows = np.flatnonzero(np.isin(data.episode_ids, train_eps))
         val_rows = np.flatnonzero(np.isin(data.episode_ids, val_eps))
-        prep = Preprocessing.fit(data, train_rows, config.time_feature, config.sales_history)
+        prep = Preprocessing.fit(data, train_rows, config.time_feature, config.sales_history,
+                                 config.action_scaling)
         training = TransitionTensors(data, train_rows, prep, config.reward_scale, device)
         validation = (TransitionTensors(data, val_rows, prep, config.reward_scale, device)
                       if len(val_rows) else None)

@@ -279,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "observation, 0 .. T (default: 0); the agent then reads them when it acts")
     train.add_argument("--time-feature", action="store_true",
                        help="append the period n/T to the observation")
+    train.add_argument("--action-scaling", choices=("bounds", "data"), default="bounds",
+                       help="orders map to [-1, 1] over the env's bounds [0, capacity] or over "
+                       "the logged orders' range per stage, as d3rlpy's min-max scaler does "
+                       "(default: bounds)")
 
     reproduce = command("reproduce", _cmd_reproduce,
                         "the whole pipeline: search, dataset, training, evaluation, report",
@@ -360,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
                                f"{name}: {', '.join(suite['algorithms'])} x {suite['seeds']} "
                                f"seeds, {suite['preset']} preset"
                                + (f", {suite['epochs']} epochs" if suite.get("epochs") else "")
+                               + (f", planners {', '.join(suite['planners'])}"
+                                  if suite.get("planners") else "")
                                for name, suite in SUITES.items())
                            + " (default: %(default)s); the options below override it")
     bench_run.add_argument("--algorithms",
@@ -369,11 +375,23 @@ def build_parser() -> argparse.ArgumentParser:
     bench_run.add_argument("--epochs", type=_positive_int, help="override the preset's epochs")
     bench_run.add_argument("--preset", choices=tuple(AGENT_PRESETS),
                            help="the agents' training preset")
+    from echelon.benchmark.planners import PLANNERS
+
+    bench_run.add_argument("--planners", metavar="NAMES",
+                           help="model-based planners fitted to each dataset's logs, "
+                           f"comma-separated, of: {', '.join(PLANNERS)}; 'none' for none "
+                           "(default: the suite's)")
+    bench_run.add_argument("--plan-episodes", type=_positive_int, metavar="N",
+                           help="model paths each planner searches on (default: each scenario "
+                           "preset's model.plan_episodes)")
+    bench_run.add_argument("--reference", action="append", default=[], metavar="FILE",
+                           help="a reference row scored on a scenario's test paths (e.g. from "
+                           "benchmarks/ppo_reference.py --suite); repeatable")
     bench_run.add_argument("--out", help="folder for agents/, results.json and report.md "
                            "(default: SUITE/run)")
     bench_run.add_argument("--overwrite", action="store_true",
-                           help="redo agents and results of other inputs in --out (the old ones "
-                           "move to <out>/replaced/<n>/)")
+                           help="redo agents, plans and results of other inputs in --out (the old "
+                           "ones move to <out>/replaced/<n>/)")
     bench_run.set_defaults(handler=_cmd_benchmark_run)
 
     dataset = commands.add_parser("dataset", help="inspect, export and import datasets")

@@ -234,20 +234,35 @@ def _cmd_benchmark_run(args: argparse.Namespace) -> int:
         if not names or len(set(names)) != len(names) or any(n not in ALGORITHMS for n in names):
             raise ValueError(f"--algorithms must list distinct names of {list(ALGORITHMS)}, "
                              f"got {args.algorithms!r}")
+    planners = None
+    if args.planners is not None:
+        from echelon.benchmark.planners import PLANNERS
+
+        planners = () if args.planners.strip() == "none" else tuple(
+            name.strip() for name in args.planners.split(",") if name.strip())
+        if len(set(planners)) != len(planners) or any(n not in PLANNERS for n in planners):
+            raise ValueError(f"--planners must list distinct names of {list(PLANNERS)}, or "
+                             f"'none', got {args.planners!r}")
     settings = BenchmarkSettings.of_suite(args.suite, algorithms=names, seeds=args.seeds,
-                                          preset=args.preset, epochs=args.epochs)
+                                          preset=args.preset, epochs=args.epochs,
+                                          planners=planners, plan_episodes=args.plan_episodes)
     out = Path(args.out) if args.out else Path(args.folder) / "run"
     results = run_benchmark(args.folder, out, settings, executor=args.executor,
-                            address=args.address, overwrite=args.overwrite,
-                            progress=not args.json, log=_quiet if args.json else print)
+                            address=args.address, references=args.reference,
+                            overwrite=args.overwrite, progress=not args.json,
+                            log=_quiet if args.json else print)
     if args.json:
         print(_dumps(results))
         return 0
-    print(f"{len(results['scores'])} agents on {len(results['datasets'])} datasets; IQM of the "
-          "normalised score (100: the perfect-information bound), 95% CI:")
+    agents = sum("agent" in s for s in results["scores"])
+    plans = len(results["scores"]) - agents
+    print(f"{agents} agents{f' and {plans} plans' if plans else ''} on "
+          f"{len(results['datasets'])} datasets; IQM of the normalised score (100: the "
+          "perfect-information bound), 95% CI:")
+    width = max(len(name) for name in results["aggregates"]["bound"])
     for name, row in results["aggregates"]["bound"].items():
         iqm = row["iqm"]
-        print(f"  {name:<8} {iqm['point']:6.1f} [{iqm['ci_low']:.1f}, {iqm['ci_high']:.1f}]")
+        print(f"  {name:<{width}} {iqm['point']:6.1f} [{iqm['ci_low']:.1f}, {iqm['ci_high']:.1f}]")
     print(f"results: {out / 'results.json'}\nreport: {out / 'report.md'}")
     return 0
 
@@ -431,7 +446,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds must be distinct, got {seeds}")
     overrides = {"device": args.device, "precision": args.precision,
-                 "sales_history": args.sales_history, "time_feature": args.time_feature}
+                 "sales_history": args.sales_history, "time_feature": args.time_feature,
+                 "action_scaling": args.action_scaling}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     configs = []

@@ -342,6 +342,41 @@ def robustness_heatmap(labels: Sequence[str], worlds: Sequence[str],
     return fig, ax
 
 
+def score_profiles(panels: Mapping[str, Mapping[str, Sequence[float]]],
+                   thresholds: Sequence[float]) -> tuple[Figure, list[Axes]]:
+    """Performance profiles: each method's share of runs scoring above each threshold.
+
+    Args:
+        panels: ``{panel title: {method: shares, one per threshold}}``, one panel each (e.g.
+            the score against the bound and against the best heuristic).
+        thresholds: The normalised scores the shares are read at.
+
+    Returns:
+        The figure and its axes, one per panel.
+
+    Raises:
+        ValueError: If no panel is given, or a method's shares do not match the thresholds.
+    """
+    tau = np.asarray(thresholds, dtype=np.float64)
+    if not panels:
+        raise ValueError("score_profiles needs at least one panel")
+    fig = _figure(figsize=(4.2 * len(panels), 3.2))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (title, methods) in zip(axes, panels.items(), strict=True):
+        for method, shares in methods.items():
+            values = np.asarray(shares, dtype=np.float64)
+            if values.shape != tau.shape:
+                raise ValueError(f"{method}: {values.size} shares for {tau.size} thresholds")
+            ax.step(tau, values, where="post", label=method)
+        ax.set_xlabel("normalised score threshold")
+        ax.set_ylabel("share of runs above it")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="best")
+    return fig, list(axes)
+
+
 def ladder(entries: Sequence[Mapping[str, object]]) -> tuple[Figure, Axes]:
     """Every policy's profit as a share of the perfect-information bound, sorted.
 

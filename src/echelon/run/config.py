@@ -106,7 +106,7 @@ class TrainStageConfig:
 
 
 # Training settings a sweep may vary besides the algorithms' own (what the agents see).
-SWEEP_TRAIN_FIELDS = ("sales_history", "time_feature")
+SWEEP_TRAIN_FIELDS = ("sales_history", "time_feature", "action_scaling")
 
 
 def parse_sweep(item: str) -> tuple[str, str, list[Any]]:

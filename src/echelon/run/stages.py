@@ -128,8 +128,9 @@ def agent_variants(run: RunConfig) -> list[AgentVariant]:
             if any(v.algorithm == algorithm and v.algo_config == variant
                    and v.train_config == settings for v in variants):
                 continue  # the sweep point is already trained (e.g. the preset's own value)
-            variants.append(AgentVariant(f"{algorithm}-{name}{value:g}" if isinstance(value, float)
-                                         else f"{algorithm}-{name}{value}", algorithm, variant,
+            label = (f"{value:g}" if isinstance(value, float)
+                     else f"-{value}" if isinstance(value, str) else f"{value}")
+            variants.append(AgentVariant(f"{algorithm}-{name}{label}", algorithm, variant,
                                          settings))
     return variants
 
@@ -425,38 +426,19 @@ def tune_baselines(run: RunConfig, *, progress: bool = False) -> dict[str, Any]:
     return out
 
 
-def model_stage(run: RunConfig, data: OfflineDataset, search: SearchResult, *,
-                folder: RunFolder | None = None, data_digest: str = "", progress: bool = False,
-                executor: Any = None, resources: Any = None, log=print) -> dict[str, Any]:
-    """The model-based route: fit demand to the logs, plan in the fitted model.
+def fit_logs(data: OfflineDataset, settings: Any, *, log=print) -> tuple[Any, list[dict[str, Any]], Any]:
+    """Fits the demand law of the run's ``model`` settings to a dataset's censored logs.
 
-    Plans use the run's training stream (they learn from the logs, as the agents do): the
-    fitted-model time-aware policy, the same planner given the true law (the benchmark of a
-    perfect model), the rolling-horizon scenario LP drawing from the fitted law, and the neural
-    policies of ``model.neural`` trained through the fitted model (and, with
-    ``neural_reference``, on the true law), each in ``plans/<name>/`` of ``folder``. With
-    ``misspecification``, two more logs are made with the same behaviour policies where the
-    Poisson assumption fails (:mod:`echelon.models.misspecification`).
-
-    With an executor other than local, the neural policies still to train are its tasks (each
-    with ``resources``), all at once; their folders are the same.
+    ``settings.law`` is an i.i.d. law, ``curve`` (a seasonal and trend mean of
+    ``settings.season`` periods, ``settings.counts`` counts) or ``regimes`` (a Markov-modulated
+    Poisson of ``settings.regimes`` regimes).
 
     Returns:
-        What ``model.json`` holds: the fits, the policy specs (a neural spec's weights are
-        relative to the run folder), and the misspecification study.
-
-    Raises:
-        ValueError: If neural policies are asked for without a run folder to keep them in.
+        The fit, every candidate law with its AIC (the i.i.d. laws and the fitted engine, best
+        first), and the dataset's chain with the fitted demand (the model to plan in).
     """
-    from echelon.models import compare_laws, fit_demand, fitted_chain, plan_time_aware, rolling_lp_spec
-    from echelon.models.misspecification import misspecification_study
-    from echelon.models.neural import NETWORK_NAME
-    from echelon.run.executor import LocalExecutor, Task
+    from echelon.models import compare_laws, fit_demand, fitted_chain
 
-    settings = run.model
-    plan_seed, true_seed, rolling_seed, logs_seed, neural_seed = child_seeds(
-        child_seeds(run_streams(run.seed).train, 2)[1], 5
-    )
     laws = [{"law": f.name, "aic": f.aic, "mean": f.params["mean"],
              "goodness_of_fit_p": f.goodness_of_fit.p_value} for f in compare_laws(data)]
     if settings.law == "curve":
@@ -487,6 +469,42 @@ def model_stage(run: RunConfig, data: OfflineDataset, search: SearchResult, *,
             f"{fit.naive.params['mean'] if fit.naive else float('nan'):.2f}); {fit.censored:,} of "
             f"{fit.observations:,} periods censored")
         model = fitted_chain(data, fit)
+    return fit, laws, model
+
+
+def model_stage(run: RunConfig, data: OfflineDataset, search: SearchResult, *,
+                folder: RunFolder | None = None, data_digest: str = "", progress: bool = False,
+                executor: Any = None, resources: Any = None, log=print) -> dict[str, Any]:
+    """The model-based route: fit demand to the logs, plan in the fitted model.
+
+    Plans use the run's training stream (they learn from the logs, as the agents do): the
+    fitted-model time-aware policy, the same planner given the true law (the benchmark of a
+    perfect model), the rolling-horizon scenario LP drawing from the fitted law, and the neural
+    policies of ``model.neural`` trained through the fitted model (and, with
+    ``neural_reference``, on the true law), each in ``plans/<name>/`` of ``folder``. With
+    ``misspecification``, two more logs are made with the same behaviour policies where the
+    Poisson assumption fails (:mod:`echelon.models.misspecification`).
+
+    With an executor other than local, the neural policies still to train are its tasks (each
+    with ``resources``), all at once; their folders are the same.
+
+    Returns:
+        What ``model.json`` holds: the fits, the policy specs (a neural spec's weights are
+        relative to the run folder), and the misspecification study.
+
+    Raises:
+        ValueError: If neural policies are asked for without a run folder to keep them in.
+    """
+    from echelon.models import plan_time_aware, rolling_lp_spec
+    from echelon.models.misspecification import misspecification_study
+    from echelon.models.neural import NETWORK_NAME
+    from echelon.run.executor import LocalExecutor, Task
+
+    settings = run.model
+    plan_seed, true_seed, rolling_seed, logs_seed, neural_seed = child_seeds(
+        child_seeds(run_streams(run.seed).train, 2)[1], 5
+    )
+    fit, laws, model = fit_logs(data, settings, log=log)
     planned = plan_time_aware(model, plan_seed, settings.plan_episodes, progress=progress)
     truth = plan_time_aware(run.chain, true_seed, settings.plan_episodes, progress=progress)
     policies = {"time-aware (fitted model)": planned.spec,

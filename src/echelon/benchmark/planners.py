@@ -1,0 +1,132 @@
+"""Model-based planners as rows of a benchmark run: what a dataset's logs give when a demand
+model is fitted to them and a policy is planned in it, beside the offline-RL agents.
+
+Each planner (:data:`PLANNERS`) takes one dataset: the demand law of its scenario's run preset
+(``model.law``: Poisson for ``v1``, the seasonal curve for ``seasonal``, the Markov-modulated
+Poisson for ``regime``) is fitted to the censored logs by
+:func:`echelon.run.stages.fit_logs`, and the planner optimises its policy in the fitted model,
+on paths drawn from the model (never the test paths). The plan of a dataset is written to
+``<out>/plans/<dataset file stem>/<planner>.json`` with the digest of its inputs, so a rerun
+reuses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Planner:
+    """A model-based planner of the benchmark."""
+
+    label: str
+    """Its name in the report and the results."""
+    description: str
+    plan: Callable[[Any, np.random.SeedSequence, Any], dict[str, Any]]
+    """(fitted chain, seed, the scenario's ``ModelSettings``) -> a policy spec
+    (:mod:`echelon.models.planning`)."""
+
+
+def _time_aware(model: Any, seed: np.random.SeedSequence, settings: Any) -> dict[str, Any]:
+    from echelon.models import plan_time_aware
+
+    return plan_time_aware(model, seed, settings.plan_episodes).spec
+
+
+PLANNERS: dict[str, Planner] = {
+    "time-aware": Planner(
+        "time-aware (fitted model)",
+        "time-aware base-stock (levels per stage and period) searched in the demand model fitted "
+        "to the dataset's censored logs, on the scenario preset's model.plan_episodes paths",
+        _time_aware),
+}
+"""The planners a benchmark run may add (``BenchmarkSettings.planners``), by name."""
+
+_PLAN_TAG = 0x91A7  # the plans' branch of a scenario's run seed
+
+
+def plan_dataset(entry: dict[str, Any], data: Any, preset: str, names: tuple[str, ...],
+                 folder: Any, data_digest: str, *, plan_episodes: int | None = None,
+                 overwrite: bool = False,
+                 log: Callable[[str], Any] = print) -> dict[str, dict[str, Any]]:
+    """Each planner's spec for one dataset of a suite, planned now or read back.
+
+    Args:
+        entry: The dataset's entry in the manifest (``id``, ``file``, ``scenario``).
+        data: The dataset.
+        preset: Its scenario's run preset (whose ``model`` settings say what to fit).
+        names: Keys of :data:`PLANNERS`.
+        folder: The benchmark run's ``RunFolder``.
+        data_digest: The digest of the dataset's transitions and chain.
+        plan_episodes: Overrides the preset's ``model.plan_episodes``.
+        overwrite: Move a plan of other inputs aside and plan again, instead of refusing.
+        log: Where the progress lines go.
+
+    Returns:
+        ``{planner: {"spec", "fit", "seconds", "file"}}``.
+
+    Raises:
+        echelon.run.folder.RunFolderError: If a plan of other inputs is there, without
+            ``overwrite``.
+    """
+    from echelon.run import resolve
+    from echelon.run.folder import RunFolderError, digest, write_json
+    from echelon.run.stages import fit_logs
+
+    settings = resolve(preset).model
+    if plan_episodes is not None:
+        settings = dataclasses.replace(settings, plan_episodes=plan_episodes)
+    stem = Path(entry["file"]).stem
+    out: dict[str, dict[str, Any]] = {}
+    fitted = None
+    for name in names:
+        relative = f"plans/{stem}/{name}.json"
+        path = folder.path / relative
+        inputs = digest("plan", data_digest, name, settings)
+        if path.is_file():
+            saved = _read(path)
+            if saved is not None and saved.get("digest") == inputs:
+                out[name] = {**{k: saved[k] for k in ("spec", "fit", "seconds")}, "file": relative}
+                continue
+            if not overwrite:
+                raise RunFolderError(
+                    f"{path} holds a plan of other inputs (another dataset or preset); nothing "
+                    f"was changed. Use another --out, or --overwrite to plan again (the old plan "
+                    f"moves to {folder.path / 'replaced'}/<n>/)")
+            folder.set_aside(relative)
+        start = time.perf_counter()
+        if fitted is None:
+            fit, _, model = fit_logs(data, settings, log=lambda line: None)
+            fitted = {"law": fit.name, "aic": float(fit.aic)}, model
+        seed = np.random.SeedSequence([zlib.crc32(entry["id"].encode()), _PLAN_TAG])
+        spec = PLANNERS[name].plan(fitted[1], seed, settings)
+        seconds = time.perf_counter() - start
+        write_json(path, {"digest": inputs, "dataset": entry["id"], "planner": name,
+                          "spec": spec, "fit": fitted[0], "seconds": seconds})
+        log(f"  planned {name} on {entry['id']} in the fitted {fitted[0]['law']} model "
+            f"({seconds:.0f} s)")
+        out[name] = {"spec": spec, "fit": fitted[0], "seconds": seconds, "file": relative}
+    return out
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    import json
+
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(saved, dict) or not all(k in saved for k in ("spec", "fit", "seconds")):
+        return None
+    return saved
+
+
+__all__ = ["PLANNERS", "Planner", "plan_dataset"]
