@@ -191,17 +191,19 @@ def test_other_inputs_are_refused_then_set_aside(suite, ran, tmp_path, capsys):
     assert checkpoint.read_bytes() != old
 
 
-@pytest.mark.parametrize("case", ["unknown algorithm", "missing suite", "no manifest"])
+@pytest.mark.parametrize("case", ["unknown algorithm", "unknown planner", "missing suite",
+                                  "no manifest"])
 def test_bad_input_is_one_line_and_exit_2(case, suite, tmp_path, capsys):
-    folder = {"unknown algorithm": suite[0], "missing suite": tmp_path / "nowhere",
-              "no manifest": tmp_path}[case]
+    folder = {"missing suite": tmp_path / "nowhere", "no manifest": tmp_path}.get(case, suite[0])
     algorithms = "iql,sac" if case == "unknown algorithm" else "iql"
+    planners = "time-aware,oracle" if case == "unknown planner" else "none"
     assert main(["benchmark", "run", str(folder), "--algorithms", algorithms, "--seeds", "1",
-                 "--out", str(tmp_path / "out")]) == 2
+                 "--planners", planners, "--out", str(tmp_path / "out")]) == 2
     captured = capsys.readouterr()
     lines = captured.err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("echelon: error: ")
-    assert {"unknown algorithm": "--algorithms", "missing suite": "no such suite folder",
+    assert {"unknown algorithm": "--algorithms", "unknown planner": "--planners must list",
+            "missing suite": "no such suite folder",
             "no manifest": "no benchmark.json"}[case] in lines[0]
     assert captured.out == "" and not (tmp_path / "out").exists()
 
@@ -284,3 +286,25 @@ def test_a_bad_reference_is_one_line_and_exit_2(change, message, suite, tmp_path
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and message in err[0] and "--reference" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_neural_planner_trains_in_the_fitted_model_and_acts_from_its_folder(suite, tmp_path):
+    folder, manifest = suite
+    out = tmp_path / "run"
+    results = _run(["benchmark", "run", str(folder), "--algorithms", "bc", "--seeds", "1",
+                    "--epochs", "1", "--preset", "quick", "--planners", "neural-levels",
+                    "--plan-steps", "2", "--out", str(out)])
+    label = PLANNERS["neural-levels"].label
+    rows = [s for s in results["scores"] if s["algorithm"] == label]
+    assert len(rows) == len(manifest["datasets"]) and results["methods"] == ["bc", label]
+    chain = SCENARIOS["v1"].run().chain
+    constants = manifest["scenarios"]["v1"]
+    paths = chain.demand.sample(np.random.default_rng(run_streams(constants["run_seed"]).test),
+                                constants["test_episodes"], chain.periods)
+    for row in rows:
+        plan = json.loads((out / row["plan"]).read_text())
+        assert plan["spec"]["kind"] == "neural" and plan["spec"]["architecture"] == "levels"
+        base = out / row["plan"][:-len(".json")]
+        assert (base / plan["spec"]["weights"]).is_file()
+        profit = rollout(chain, policy_from_spec(plan["spec"], chain, base=base), paths).profit
+        assert row["profit"] == pytest.approx(profit.mean(), rel=1e-12)

@@ -7,7 +7,7 @@ Poisson for ``regime``) is fitted to the censored logs by
 :func:`echelon.run.stages.fit_logs`, and the planner optimises its policy in the fitted model,
 on paths drawn from the model (never the test paths). The plan of a dataset is written to
 ``<out>/plans/<dataset file stem>/<planner>.json`` with the digest of its inputs, so a rerun
-reuses it.
+reuses it; a neural plan keeps its network in ``<out>/plans/<dataset file stem>/<planner>/``.
 """
 
 from __future__ import annotations
@@ -30,15 +30,28 @@ class Planner:
     label: str
     """Its name in the report and the results."""
     description: str
-    plan: Callable[[Any, np.random.SeedSequence, Any], dict[str, Any]]
-    """(fitted chain, seed, the scenario's ``ModelSettings``) -> a policy spec
-    (:mod:`echelon.models.planning`)."""
+    plan: Callable[[Any, np.random.SeedSequence, Any, Path], dict[str, Any]]
+    """(fitted chain, seed, the scenario's ``ModelSettings``, a folder of its own) -> a policy
+    spec (:mod:`echelon.models.planning`; a neural spec's weights relative to that folder)."""
 
 
-def _time_aware(model: Any, seed: np.random.SeedSequence, settings: Any) -> dict[str, Any]:
+def _time_aware(model: Any, seed: np.random.SeedSequence, settings: Any,
+                out: Path) -> dict[str, Any]:
     from echelon.models import plan_time_aware
 
     return plan_time_aware(model, seed, settings.plan_episodes).spec
+
+
+def _neural_levels(model: Any, seed: np.random.SeedSequence, settings: Any,
+                   out: Path) -> dict[str, Any]:
+    from echelon.models.neural import NETWORK_NAME, NeuralSettings, train_neural
+
+    neural = NeuralSettings(architecture="levels", steps=settings.neural_steps,
+                            batch=settings.neural_batch, seed=int(seed.generate_state(1)[0]),
+                            sales_history=settings.neural_sales_history)
+    # An interrupted training is not a finished result: it starts again.
+    plan = train_neural(model, neural, out, replace=True)
+    return {**plan.spec, "weights": NETWORK_NAME}
 
 
 PLANNERS: dict[str, Planner] = {
@@ -47,6 +60,12 @@ PLANNERS: dict[str, Planner] = {
         "time-aware base-stock (levels per stage and period) searched in the demand model fitted "
         "to the dataset's censored logs, on the scenario preset's model.plan_episodes paths",
         _time_aware),
+    "neural-levels": Planner(
+        "neural levels (fitted model)",
+        "the neural levels policy (order-up-to levels per stage and period and a state-dependent "
+        "correction) trained through the dynamics of the fitted model, for the scenario "
+        "preset's model.neural_steps steps",
+        _neural_levels),
 }
 """The planners a benchmark run may add (``BenchmarkSettings.planners``), by name."""
 
@@ -55,7 +74,7 @@ _PLAN_TAG = 0x91A7  # the plans' branch of a scenario's run seed
 
 def plan_dataset(entry: dict[str, Any], data: Any, preset: str, names: tuple[str, ...],
                  folder: Any, data_digest: str, *, plan_episodes: int | None = None,
-                 overwrite: bool = False,
+                 plan_steps: int | None = None, overwrite: bool = False,
                  log: Callable[[str], Any] = print) -> dict[str, dict[str, Any]]:
     """Each planner's spec for one dataset of a suite, planned now or read back.
 
@@ -67,11 +86,13 @@ def plan_dataset(entry: dict[str, Any], data: Any, preset: str, names: tuple[str
         folder: The benchmark run's ``RunFolder``.
         data_digest: The digest of the dataset's transitions and chain.
         plan_episodes: Overrides the preset's ``model.plan_episodes``.
+        plan_steps: Overrides the preset's ``model.neural_steps``.
         overwrite: Move a plan of other inputs aside and plan again, instead of refusing.
         log: Where the progress lines go.
 
     Returns:
-        ``{planner: {"spec", "fit", "seconds", "file"}}``.
+        ``{planner: {"spec", "fit", "seconds", "file", "base"}}``, ``base`` the folder a neural
+        spec's weights are relative to.
 
     Raises:
         echelon.run.folder.RunFolderError: If a plan of other inputs is there, without
@@ -84,36 +105,41 @@ def plan_dataset(entry: dict[str, Any], data: Any, preset: str, names: tuple[str
     settings = resolve(preset).model
     if plan_episodes is not None:
         settings = dataclasses.replace(settings, plan_episodes=plan_episodes)
+    if plan_steps is not None:
+        settings = dataclasses.replace(settings, neural_steps=plan_steps)
     stem = Path(entry["file"]).stem
     out: dict[str, dict[str, Any]] = {}
     fitted = None
     for name in names:
         relative = f"plans/{stem}/{name}.json"
         path = folder.path / relative
+        base = folder.path / "plans" / stem / name
         inputs = digest("plan", data_digest, name, settings)
         if path.is_file():
             saved = _read(path)
             if saved is not None and saved.get("digest") == inputs:
-                out[name] = {**{k: saved[k] for k in ("spec", "fit", "seconds")}, "file": relative}
+                out[name] = {**{k: saved[k] for k in ("spec", "fit", "seconds")},
+                             "file": relative, "base": base}
                 continue
             if not overwrite:
                 raise RunFolderError(
                     f"{path} holds a plan of other inputs (another dataset or preset); nothing "
                     f"was changed. Use another --out, or --overwrite to plan again (the old plan "
                     f"moves to {folder.path / 'replaced'}/<n>/)")
-            folder.set_aside(relative)
+            folder.set_aside(relative, str(base.relative_to(folder.path)))
         start = time.perf_counter()
         if fitted is None:
             fit, _, model = fit_logs(data, settings, log=lambda line: None)
             fitted = {"law": fit.name, "aic": float(fit.aic)}, model
         seed = np.random.SeedSequence([zlib.crc32(entry["id"].encode()), _PLAN_TAG])
-        spec = PLANNERS[name].plan(fitted[1], seed, settings)
+        spec = PLANNERS[name].plan(fitted[1], seed, settings, base)
         seconds = time.perf_counter() - start
         write_json(path, {"digest": inputs, "dataset": entry["id"], "planner": name,
                           "spec": spec, "fit": fitted[0], "seconds": seconds})
         log(f"  planned {name} on {entry['id']} in the fitted {fitted[0]['law']} model "
             f"({seconds:.0f} s)")
-        out[name] = {"spec": spec, "fit": fitted[0], "seconds": seconds, "file": relative}
+        out[name] = {"spec": spec, "fit": fitted[0], "seconds": seconds, "file": relative,
+                     "base": base}
     return out
 
 

@@ -116,6 +116,8 @@ class BenchmarkSettings:
     dataset's logs, scored beside the agents (one plan per dataset)."""
     plan_episodes: int | None = None
     """Overrides the scenario presets' ``model.plan_episodes`` (None: the presets')."""
+    plan_steps: int | None = None
+    """Overrides the scenario presets' ``model.neural_steps`` (None: the presets')."""
 
     def __post_init__(self) -> None:
         from echelon.agents.presets import AGENT_PRESETS
@@ -133,10 +135,9 @@ class BenchmarkSettings:
                 or any(name not in PLANNERS for name in self.planners)):
             raise ValueError(f"planners must list distinct names of {list(PLANNERS)}, got "
                              f"{','.join(map(str, self.planners))}")
-        for name, value in (("seeds", self.seeds), ("n_bootstrap", self.n_bootstrap),
-                            *((("epochs", self.epochs),) if self.epochs is not None else ()),
-                            *((("plan_episodes", self.plan_episodes),)
-                              if self.plan_episodes is not None else ())):
+        optional = [(key, getattr(self, key)) for key in ("epochs", "plan_episodes", "plan_steps")
+                    if getattr(self, key) is not None]
+        for name, value in (("seeds", self.seeds), ("n_bootstrap", self.n_bootstrap), *optional):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if self.preset not in AGENT_PRESETS:
@@ -152,11 +153,11 @@ class BenchmarkSettings:
         return cls(**chosen)
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings as a dict (``planners`` and ``plan_episodes`` only when set, so that
-        runs made before them keep their digest)."""
+        """The settings as a dict (``planners``, ``plan_episodes`` and ``plan_steps`` only when
+        set, so that runs made before them keep their digest)."""
         from echelon._fields import settings_dict
 
-        return settings_dict(self, ("planners", "plan_episodes"))
+        return settings_dict(self, ("planners", "plan_episodes", "plan_steps"))
 
     def methods(self) -> list[str]:
         """What the results score, by name: the algorithms, then the planners' labels."""
@@ -399,7 +400,8 @@ def run_benchmark(suite: str | os.PathLike, out: str | os.PathLike,
             f"each dataset's logs (run time so far {minutes(time.perf_counter() - started)})")
         plans = [plan_dataset(entry, source.data, manifest["scenarios"][entry["scenario"]]["preset"],
                               settings.planners, folder, _data_digest(source.data),
-                              plan_episodes=settings.plan_episodes, overwrite=overwrite, log=log)
+                              plan_episodes=settings.plan_episodes, plan_steps=settings.plan_steps,
+                              overwrite=overwrite, log=log)
                  for entry, source in zip(manifest["datasets"], sources, strict=True)]
     log(f"[{steps - 1}/{steps}] score: every agent{', plan' if settings.planners else ''} and "
         f"each dataset's best behaviour on its scenario's held-out test paths (run time so far "
@@ -542,7 +544,7 @@ def _score(manifest: dict[str, Any], sources: list[TrainSource],
                            "seed": job.seed, "profit": profit, "score": normalised(profit),
                            "agent": os.path.relpath(job.folder, out)})
         for name, plan in planned.items():
-            policy = policy_from_spec(plan["spec"], chain)
+            policy = policy_from_spec(plan["spec"], chain, base=plan["base"])
             profit = float(rollout(chain, policy, paths[scenario]).profit.mean())
             scores.append({"dataset": entry["id"], "algorithm": PLANNERS[name].label, "seed": 0,
                            "profit": profit, "score": normalised(profit), "plan": plan["file"],

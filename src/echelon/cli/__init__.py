@@ -384,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_run.add_argument("--plan-episodes", type=_positive_int, metavar="N",
                            help="model paths each planner searches on (default: each scenario "
                            "preset's model.plan_episodes)")
+    bench_run.add_argument("--plan-steps", type=_positive_int, metavar="N",
+                           help="training steps of each neural planner (default: each scenario "
+                           "preset's model.neural_steps)")
     bench_run.add_argument("--reference", action="append", default=[], metavar="FILE",
                            help="a reference row scored on a scenario's test paths (e.g. from "
                            "benchmarks/ppo_reference.py --suite); repeatable")

@@ -245,7 +245,8 @@ def _cmd_benchmark_run(args: argparse.Namespace) -> int:
                              f"'none', got {args.planners!r}")
     settings = BenchmarkSettings.of_suite(args.suite, algorithms=names, seeds=args.seeds,
                                           preset=args.preset, epochs=args.epochs,
-                                          planners=planners, plan_episodes=args.plan_episodes)
+                                          planners=planners, plan_episodes=args.plan_episodes,
+                                          plan_steps=args.plan_steps)
     out = Path(args.out) if args.out else Path(args.folder) / "run"
     results = run_benchmark(args.folder, out, settings, executor=args.executor,
                             address=args.address, references=args.reference,
