@@ -15,6 +15,11 @@ import torch
 from echelon._fields import settings_dict
 
 
+ACTION_SCALINGS = ("bounds", "data")
+"""How orders map to the networks' [-1, 1]: over the env's bounds [0, capacity] per stage, or
+over the range of the training split's logged orders per stage (d3rlpy's min-max scaler)."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How an algorithm is trained on a dataset."""
@@ -62,8 +67,8 @@ class TrainConfig:
             )
         if not math.isfinite(self.reward_scale) or self.reward_scale <= 0:
             raise ValueError(f"train.reward_scale must be > 0, got {self.reward_scale!r}")
-        if self.action_scaling not in ("bounds", "data"):
-            raise ValueError(f"train.action_scaling must be bounds or data, got "
+        if self.action_scaling not in ACTION_SCALINGS:
+            raise ValueError(f"train.action_scaling must be {' or '.join(ACTION_SCALINGS)}, got "
                              f"{self.action_scaling!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"train.device must be auto, cpu or cuda, got {self.device!r}")

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from echelon.agents.common import Batch
+from echelon.agents.config import ACTION_SCALINGS
 from echelon.data.dataset import OfflineDataset
 
 _PREPROCESSING_KEYS = ("obs_mean", "obs_std", "action_low", "action_high", "time_feature", "periods")
@@ -23,9 +24,6 @@ _PREPROCESSING_KEYS = ("obs_mean", "obs_std", "action_low", "action_high", "time
 _LATER_KEYS = {"sales_history": 0}
 # Optional later keys: absent means the actions were scaled over the env's bounds.
 _SCALE_KEYS = ("scale_low", "scale_high")
-ACTION_SCALINGS = ("bounds", "data")
-"""How orders map to the networks' [-1, 1]: over the env's bounds [0, capacity] per stage, or
-over the range of the training split's logged orders per stage (d3rlpy's min-max scaler)."""
 # A feature that is constant in the training data (std 0) is centred, not divided by zero.
 _STD_FLOOR = 1e-3
 

@@ -24,7 +24,8 @@ scored on the scenario's held-out test paths, and aggregated across datasets as 
 4. **aggregate**: per method (algorithm or planner), the (seeds, datasets) array of
    normalised scores summarised by the IQM, mean, median and optimality gap (to 100), each
    with a stratified-bootstrap 95% interval (datasets are the strata), the probability of
-   improvement of every method over every other, and the score distribution (:data:`PROFILE_THRESHOLDS`).
+   improvement of every method over every other, and the score distribution
+   (:data:`PROFILE_THRESHOLDS`).
 5. **write** ``<out>/results.json`` (every score with its dataset, method and seed; the
    aggregates; the reference rows given, e.g. online RL trained with the simulator,
    :func:`read_reference`), ``<out>/report.md`` and the performance profiles
@@ -375,8 +376,11 @@ def run_benchmark(suite: str | os.PathLike, out: str | os.PathLike,
     files = [suite / entry["file"] for entry in manifest["datasets"]]
     target = _check_out(out, files)
     variants = settings.variants()
-    sources = [_source(entry, file, load(file), variants, settings.seeds, target)
-               for entry, file in zip(manifest["datasets"], files, strict=True)]
+    data = [load(file) for file in files]
+    data_digests = [_data_digest(d) for d in data]
+    sources = [_source(entry, file, d, digest, variants, settings.seeds, target)
+               for entry, file, d, digest in zip(manifest["datasets"], files, data, data_digests,
+                                                 strict=True)]
     inputs = _digest("benchmark", manifest, [job.digest for s in sources for job in s.jobs],
                      settings.to_dict(), *([refs] if refs else []))
     folder = RunFolder(target, force=overwrite)
@@ -398,11 +402,13 @@ def run_benchmark(suite: str | os.PathLike, out: str | os.PathLike,
 
         log(f"[2/{steps}] plan: {', '.join(settings.planners)} in the demand model fitted to "
             f"each dataset's logs (run time so far {minutes(time.perf_counter() - started)})")
-        plans = [plan_dataset(entry, source.data, manifest["scenarios"][entry["scenario"]]["preset"],
-                              settings.planners, folder, _data_digest(source.data),
+        scenarios = manifest["scenarios"]
+        plans = [plan_dataset(entry, source.data, scenarios[entry["scenario"]]["preset"],
+                              settings.planners, folder, digest,
                               plan_episodes=settings.plan_episodes, plan_steps=settings.plan_steps,
                               overwrite=overwrite, log=log)
-                 for entry, source in zip(manifest["datasets"], sources, strict=True)]
+                 for entry, source, digest in zip(manifest["datasets"], sources, data_digests,
+                                                  strict=True)]
     log(f"[{steps - 1}/{steps}] score: every agent{', plan' if settings.planners else ''} and "
         f"each dataset's best behaviour on its scenario's held-out test paths (run time so far "
         f"{minutes(time.perf_counter() - started)})")
@@ -437,12 +443,12 @@ def _check_out(out: str | os.PathLike, inputs: Sequence[Path]) -> Path:
     return target
 
 
-def _source(entry: dict[str, Any], file: Path, data: Any, variants: list[AgentVariant],
-            seeds: int, out: Path) -> TrainSource:
-    """The agents to train on one dataset, each with the digest of its inputs."""
+def _source(entry: dict[str, Any], file: Path, data: Any, data_digest: str,
+            variants: list[AgentVariant], seeds: int, out: Path) -> TrainSource:
+    """The agents to train on one dataset (``data_digest``: :func:`_data_digest` of it), each
+    with the digest of its inputs."""
     from echelon.run.stages import TrainJob, TrainSource
 
-    data_digest = _data_digest(data)
     stem = Path(entry["file"]).stem
     jobs = []
     for variant in variants:
@@ -480,8 +486,9 @@ def _check_earlier(folder: Any, sources: list[TrainSource], inputs: str, overwri
             if not overwrite:
                 raise RunFolderError(
                     f"{results} holds the results of other inputs (another suite, algorithms, "
-                    f"seeds, preset, epochs, planners or references); nothing was changed. Use another --out, or "
-                    f"--overwrite to run here (what is replaced moves to {aside})")
+                    f"seeds, preset, epochs, planners or references); nothing was changed. Use "
+                    f"another --out, or --overwrite to run here (what is replaced moves to "
+                    f"{aside})")
             folder.set_aside(RESULTS, REPORT)
     for source in sources:
         for job in source.jobs:

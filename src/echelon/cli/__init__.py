@@ -279,7 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "observation, 0 .. T (default: 0); the agent then reads them when it acts")
     train.add_argument("--time-feature", action="store_true",
                        help="append the period n/T to the observation")
-    train.add_argument("--action-scaling", choices=("bounds", "data"), default="bounds",
+    from echelon.agents.config import ACTION_SCALINGS
+
+    train.add_argument("--action-scaling", choices=ACTION_SCALINGS, default="bounds",
                        help="orders map to [-1, 1] over the env's bounds [0, capacity] or over "
                        "the logged orders' range per stage, as d3rlpy's min-max scaler does "
                        "(default: bounds)")

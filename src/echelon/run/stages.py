@@ -426,7 +426,8 @@ def tune_baselines(run: RunConfig, *, progress: bool = False) -> dict[str, Any]:
     return out
 
 
-def fit_logs(data: OfflineDataset, settings: Any, *, log=print) -> tuple[Any, list[dict[str, Any]], Any]:
+def fit_logs(data: OfflineDataset, settings: Any, *,
+             log=print) -> tuple[Any, list[dict[str, Any]], Any]:
     """Fits the demand law of the run's ``model`` settings to a dataset's censored logs.
 
     ``settings.law`` is an i.i.d. law, ``curve`` (a seasonal and trend mean of
