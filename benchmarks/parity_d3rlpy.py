@@ -1,7 +1,7 @@
 """Parity with d3rlpy 2.8.1: echelon's IQL and BC against d3rlpy's on the same data, same
 preprocessing and same settings, every policy scored by echelon's evaluator on the same paths.
 
-    .venv/bin/python benchmarks/parity_d3rlpy.py                # 5 seeds of IQL and BC
+    .venv/bin/python benchmarks/parity_d3rlpy.py                # 10 seeds of IQL and BC
     .venv/bin/python benchmarks/parity_d3rlpy.py --seeds 2 --algorithms iql --epochs 2
     .venv/bin/python benchmarks/parity_d3rlpy.py --data-scaling  # both scaled over the logs
 
@@ -141,7 +141,7 @@ def compare(ours: np.ndarray, peer: np.ndarray, label: str) -> dict[str, object]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--algorithms", default="iql,bc")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--episodes", type=int, default=500, help="held-out test paths")

@@ -172,6 +172,28 @@ def test_an_interrupted_run_resumes_only_what_is_missing(finished_run, tmp_path)
     assert _same_results(out / "eval.json", copy / "eval.json")
 
 
+
+def test_a_deleted_neural_plan_is_trained_again_to_the_same_weights(finished_run, tmp_path):
+    """model.json refers to its neural plans' weights: a run missing one redoes the model stage
+    (the other plans are reused) instead of failing when the weights are loaded."""
+    run, out, _, _ = finished_run
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    model = json.loads((out / "model.json").read_text())
+    weights = sorted(spec["weights"] for spec in model["policies"].values() if "weights" in spec)
+    assert len(weights) == 4  # mlp and levels, fitted and on the true law
+    removed = Path(weights[0]).parent
+    shutil.rmtree(copy / removed)
+    lines: list[str] = []
+    pipeline.reproduce(run, copy, progress=False, log=lines.append)
+    text = "\n".join(lines)
+    assert f"{copy / weights[0]} is missing: running it again" in text
+    assert sum(f"{Path(w).parent.name}: done earlier, skipped" in text for w in weights) == 3
+    for name in (*weights, "model.json", "eval.json"):
+        assert _same_results(out / name, copy / name), name
+
 def test_changing_an_input_reruns_its_stage_and_those_after(finished_run, tmp_path):
     run, out, _, _ = finished_run
     import shutil

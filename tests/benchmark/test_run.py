@@ -10,6 +10,8 @@ import io
 import itertools
 import json
 import shutil
+import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,13 +19,14 @@ import pytest
 from echelon.agents import AgentPolicy
 from echelon.benchmark import SCENARIOS, build_suite
 from echelon.benchmark.datasets import EXPERT_SEARCH
-from echelon.benchmark.planners import PLANNERS
+from echelon.benchmark.planners import FIT_SETTINGS, PLANNERS, plan_digest
 from echelon.benchmark.run import (
     AGGREGATES,
     PROFILE_FIGURE,
     REFERENCE_KIND,
     REPORT,
     RESULTS,
+    _data_digest,
     score_matrix,
 )
 from echelon.cli import main
@@ -32,6 +35,8 @@ from echelon.data.collect import Behaviour
 from echelon.evaluation.stats import interquartile_mean, optimality_gap
 from echelon.models.planning import policy_from_spec
 from echelon.policies.lp import perfect_information_plan
+from echelon.run import resolve
+from echelon.run.folder import digest
 from echelon.sim import run_streams
 from echelon.sim.rollout import rollout
 
@@ -246,6 +251,62 @@ def test_a_plan_of_other_inputs_is_refused_then_set_aside(suite, ran, tmp_path, 
         != json.loads(old)["digest"]
 
 
+def test_settings_a_planner_does_not_read_leave_its_plan_valid(suite, ran, tmp_path):
+    """``--plan-steps`` is read by the neural planners only: the time-aware plans stay."""
+    folder, _ = suite
+    out = tmp_path / "run"
+    shutil.copytree(ran[0], out)
+    plans = sorted(out.glob("plans/*/time-aware.json"))
+    before = [path.read_bytes() for path in plans]
+    _run([*_argv(folder, out, "--plan-steps", "3"), "--overwrite"])
+    assert [path.read_bytes() for path in plans] == before
+    assert not list(out.glob("replaced/*/plans"))  # only the results were set aside
+
+
+def test_a_plan_made_before_the_per_planner_digest_is_reused(suite, ran, tmp_path):
+    """Plans recorded a digest over every model setting before: those stay valid."""
+    folder, manifest = suite
+    out = tmp_path / "run"
+    shutil.copytree(ran[0], out)
+    settings = dataclasses.replace(resolve(SCENARIOS["v1"].preset).model, plan_episodes=5)
+    written = {}
+    for entry in manifest["datasets"]:
+        path = out / "plans" / Path(entry["file"]).stem / "time-aware.json"
+        plan = json.loads(path.read_text())
+        data_digest = _data_digest(load(folder / entry["file"]))
+        assert plan["digest"] == plan_digest(data_digest, "time-aware", settings)
+        plan["digest"] = digest("plan", data_digest, "time-aware", settings)
+        path.write_text(json.dumps(plan))
+        written[path] = path.read_bytes()
+    _run([*_argv(folder, out), "--overwrite"])
+    assert {path: path.read_bytes() for path in written} == written
+
+@pytest.mark.parametrize("name", sorted(PLANNERS))
+def test_a_plans_digest_covers_what_its_planner_reads(name):
+    """Each model setting changes a plan's digest exactly when the fit or the planner reads it."""
+    settings = resolve("quick").model
+    fields = {field.name: getattr(settings, field.name)
+              for field in dataclasses.fields(settings)}
+    base = plan_digest("d", name, types.SimpleNamespace(**fields))
+    assert base == plan_digest("d", name, settings)
+    for field in fields:
+        other = types.SimpleNamespace(**{**fields, field: "another value"})
+        read = field in (*FIT_SETTINGS, *PLANNERS[name].reads)
+        assert (plan_digest("d", name, other) != base) == read, field
+
+
+@pytest.mark.parametrize("name", sorted(PLANNERS))
+def test_a_planner_reads_only_the_settings_it_declares(name, suite, tmp_path):
+    """A planner given only the fields it declares plans (reading another would raise)."""
+    folder, manifest = suite
+    chain = load(folder / manifest["datasets"][0]["file"]).chain
+    small = {"plan_episodes": 5, "neural_steps": 2, "neural_batch": 8, "neural_sales_history": 0}
+    settings = types.SimpleNamespace(**{f: small[f] for f in PLANNERS[name].reads})
+    spec = PLANNERS[name].plan(chain, np.random.SeedSequence(0), settings, tmp_path / name)
+    paths = chain.demand.sample(np.random.default_rng(0), 3, chain.periods)
+    profit = rollout(chain, policy_from_spec(spec, chain, base=tmp_path / name), paths).profit
+    assert profit.shape == (3,) and np.isfinite(profit).all()
+
 def _reference(path, manifest, **changes):
     constants = manifest["scenarios"]["v1"]
     reference = {"kind": REFERENCE_KIND, "name": "online reference",
@@ -308,3 +369,17 @@ def test_a_neural_planner_trains_in_the_fitted_model_and_acts_from_its_folder(su
         assert (base / plan["spec"]["weights"]).is_file()
         profit = rollout(chain, policy_from_spec(plan["spec"], chain, base=base), paths).profit
         assert row["profit"] == pytest.approx(profit.mean(), rel=1e-12)
+    # A plan whose network was deleted is planned again, to the same weights, not scored blind.
+    base = out / rows[0]["plan"][:-len(".json")]
+    network = base / json.loads((out / rows[0]["plan"]).read_text())["spec"]["weights"]
+    before = network.read_bytes()
+    shutil.rmtree(base)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["benchmark", "run", str(folder), "--algorithms", "bc", "--seeds", "1",
+                     "--epochs", "1", "--preset", "quick", "--planners", "neural-levels",
+                     "--plan-steps", "2", "--out", str(out), "--overwrite"]) == 0
+    assert "is missing; planning it again" in printed.getvalue()
+    again = json.loads((out / RESULTS).read_text())
+    assert network.read_bytes() == before
+    assert [r["profit"] for r in again["scores"]] == [r["profit"] for r in results["scores"]]

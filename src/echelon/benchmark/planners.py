@@ -33,6 +33,10 @@ class Planner:
     plan: Callable[[Any, np.random.SeedSequence, Any, Path], dict[str, Any]]
     """(fitted chain, seed, the scenario's ``ModelSettings``, a folder of its own) -> a policy
     spec (:mod:`echelon.models.planning`; a neural spec's weights relative to that folder)."""
+    reads: tuple[str, ...]
+    """The ``ModelSettings`` fields ``plan`` reads, besides those of the fit: with
+    :data:`FIT_SETTINGS`, what a plan's digest covers (so that ``--plan-steps``, read by the
+    neural planners only, leaves a time-aware plan valid)."""
 
 
 def _time_aware(model: Any, seed: np.random.SeedSequence, settings: Any,
@@ -59,17 +63,28 @@ PLANNERS: dict[str, Planner] = {
         "time-aware (fitted model)",
         "time-aware base-stock (levels per stage and period) searched in the demand model fitted "
         "to the dataset's censored logs, on the scenario preset's model.plan_episodes paths",
-        _time_aware),
+        _time_aware, reads=("plan_episodes",)),
     "neural-levels": Planner(
         "neural levels (fitted model)",
         "the neural levels policy (order-up-to levels per stage and period and a state-dependent "
         "correction) trained through the dynamics of the fitted model, for the scenario "
         "preset's model.neural_steps steps",
-        _neural_levels),
+        _neural_levels, reads=("neural_steps", "neural_batch", "neural_sales_history")),
 }
 """The planners a benchmark run may add (``BenchmarkSettings.planners``), by name."""
 
 _PLAN_TAG = 0x91A7  # the plans' branch of a scenario's run seed
+
+FIT_SETTINGS = ("law", "season", "counts", "regimes")
+"""The ``ModelSettings`` fields :func:`echelon.run.stages.fit_logs` reads (every plan's)."""
+
+
+def plan_digest(data_digest: str, name: str, settings: Any) -> str:
+    """The digest of a plan's inputs: the dataset, the planner and the settings it reads."""
+    from echelon.run.folder import digest
+
+    fields = (*FIT_SETTINGS, *PLANNERS[name].reads)
+    return digest("plan", data_digest, name, {f: getattr(settings, f) for f in fields})
 
 
 def plan_dataset(entry: dict[str, Any], data: Any, preset: str, names: tuple[str, ...],
@@ -114,19 +129,28 @@ def plan_dataset(entry: dict[str, Any], data: Any, preset: str, names: tuple[str
         relative = f"plans/{stem}/{name}.json"
         path = folder.path / relative
         base = folder.path / "plans" / stem / name
-        inputs = digest("plan", data_digest, name, settings)
+        inputs = plan_digest(data_digest, name, settings)
+        # Plans written before the per-planner digest recorded one over every model setting.
+        legacy = digest("plan", data_digest, name, settings)
         if path.is_file():
             saved = _read(path)
-            if saved is not None and saved.get("digest") == inputs:
+            same = saved is not None and saved.get("digest") in (inputs, legacy)
+            spec = saved["spec"] if same else None
+            weights = spec.get("weights") if isinstance(spec, dict) else None
+            if same and (not isinstance(weights, str) or (base / weights).is_file()):
                 out[name] = {**{k: saved[k] for k in ("spec", "fit", "seconds")},
                              "file": relative, "base": base}
                 continue
-            if not overwrite:
+            if same:
+                log(f"  {name} on {entry['id']}: its network {base / str(weights)} is missing; "
+                    "planning it again")
+            elif not overwrite:
                 raise RunFolderError(
                     f"{path} holds a plan of other inputs (another dataset or preset); nothing "
                     f"was changed. Use another --out, or --overwrite to plan again (the old plan "
                     f"moves to {folder.path / 'replaced'}/<n>/)")
-            folder.set_aside(relative, str(base.relative_to(folder.path)))
+            else:
+                folder.set_aside(relative, str(base.relative_to(folder.path)))
         start = time.perf_counter()
         if fitted is None:
             fit, _, model = fit_logs(data, settings, log=lambda line: None)
@@ -155,4 +179,4 @@ def _read(path: Path) -> dict[str, Any] | None:
     return saved
 
 
-__all__ = ["PLANNERS", "Planner", "plan_dataset"]
+__all__ = ["FIT_SETTINGS", "PLANNERS", "Planner", "plan_dataset", "plan_digest"]

@@ -207,7 +207,8 @@ class RunFolder:
         self.stages[stage] = digest
         write_json(self._file, self.stages)
 
-    def cached(self, stage: str, digest: str, output: str, compute, write, read, log=print):
+    def cached(self, stage: str, digest: str, output: str, compute, write, read, log=print,
+               needs=None):
         """The stage's result: read from ``output`` if it ran with these inputs, else computed,
         written and marked done.
 
@@ -219,14 +220,21 @@ class RunFolder:
             write: ``(path, result) -> None``.
             read: ``(path) -> result``.
             log: Where progress lines go.
+            needs: ``(result) -> [file, ...]``: further files a finished result refers to
+                (relative to the run folder, e.g. a neural plan's weights). If one is missing,
+                the stage runs again.
 
         Raises:
             RunFolderError: If ``output`` is a finished result of other inputs (without ``force``).
         """
         path = self.path / output
         if self.done(stage, digest, output):
-            log("  done earlier, skipped")
-            return read(path)
+            result = read(path)
+            missing = [f for f in (needs(result) if needs else ()) if not (self.path / f).exists()]
+            if not missing:
+                log("  done earlier, skipped")
+                return result
+            log(f"  done earlier, but {self.path / missing[0]} is missing: running it again")
         self.clear(stage, digest, output)
         start = time.perf_counter()
         result = compute()

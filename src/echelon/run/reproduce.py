@@ -118,7 +118,7 @@ def reproduce(
                                                          data_digest=collect_digest,
                                                          progress=progress, executor=runner,
                                                          resources=resources, log=log),
-                              write_json, read_json, log)
+                              write_json, read_json, log, needs=_plan_weights)
 
     # 4. train, then 5. the decentralized view
     train_started = time.perf_counter()
@@ -247,3 +247,9 @@ def _neural_figures(run: RunConfig, folder: Path, evaluation: dict[str, Any],
                   reference_last_order_period=tuned.params["last_order_period"],
                   reference_label=reference)
     return (trajectory["on_hand"][0], on_hand[0], (best.name, reference), paths[0]), orders
+
+
+def _plan_weights(model: dict[str, Any]) -> list[str]:
+    """The weight files of the model stage's neural plans (relative to the run folder)."""
+    return [spec["weights"] for spec in model.get("policies", {}).values()
+            if isinstance(spec, dict) and "weights" in spec]

@@ -590,7 +590,7 @@ def prepare_neural(folder: RunFolder, name: str, chain: Any, architecture: str, 
     inputs = digest("neural", chain, neural, data_digest)
     stage_file = out / "stage.json"
     resume = stage_digest(stage_file) == inputs
-    if resume and (out / SPEC_FILE).exists():
+    if resume and (out / SPEC_FILE).exists() and (out / NETWORK_NAME).exists():
         log(f"  {name}: done earlier, skipped")
         return {**load_spec(out), "weights": f"{relative}/{NETWORK_NAME}"}
     if not resume and out.exists():  # trained with other inputs
