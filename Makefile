@@ -23,7 +23,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 reproduce: $(STAMP)
-	$(BIN)/echelon reproduce --preset quick --out runs/quick --executor processes
+	$(BIN)/echelon reproduce --preset quick --out runs/quick --executor processes \
+		--reference benchmarks/results/ppo_reference_v1.json
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sim.py

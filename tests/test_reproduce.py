@@ -194,6 +194,76 @@ def test_a_deleted_neural_plan_is_trained_again_to_the_same_weights(finished_run
     for name in (*weights, "model.json", "eval.json"):
         assert _same_results(out / name, copy / name), name
 
+
+def _reference(path, run, **changes):
+    from echelon.benchmark.run import REFERENCE_KIND
+
+    row = {"kind": REFERENCE_KIND, "name": "online stand-in", "description": "known profits",
+           "scenario": "v1", "run_seed": run.seed, "test_episodes": run.evaluate.episodes,
+           "profits": [1.0], **changes}
+    path.write_text(json.dumps(row))
+    return path
+
+
+def test_a_reference_row_joins_the_report_and_stays(finished_run, tmp_path):
+    """``--reference``: a row made outside the run, on its paths, is listed in the report, kept
+    for later reruns, and a different list sets the old one aside."""
+    run, out, _, _ = finished_run
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    policies = json.loads((out / "eval.json").read_text())["policies"]
+    bound = next(np.mean(p["profit"]) for p in policies if p["kind"] == "bound")
+    expert = next(np.mean(p["profit"]) for p in policies if p["kind"] == "best expert")
+    reference = _reference(tmp_path / "ref.json", run, profits=[bound, bound])
+    pipeline.reproduce(run, copy, progress=False, log=lambda *a: None, references=[reference])
+    row = f"| online stand-in | 2 | {bound:.2f}, {bound:.2f} | {bound:.2f} | 100.0% | " \
+          f"{bound - expert:+.2f} |"
+    assert row in (copy / "report.md").read_text()
+    assert "- online stand-in: known profits" in (copy / "report.md").read_text()
+    kept = (copy / "references.json").read_bytes()
+    pipeline.reproduce(run, copy, progress=False, log=lambda *a: None)
+    assert row in (copy / "report.md").read_text()
+    other = _reference(tmp_path / "other.json", run, name="another")
+    pipeline.reproduce(run, copy, progress=False, log=lambda *a: None, references=[other])
+    assert (copy / "replaced" / "1" / "references.json").read_bytes() == kept
+    report = (copy / "report.md").read_text()
+    assert "| another | 1 |" in report and "online stand-in" not in report
+    for name in ("eval.json", "model.json"):
+        assert _same_results(out / name, copy / name)
+
+
+
+def test_the_reference_make_reproduce_lists_is_of_the_quick_runs_paths():
+    """``make reproduce`` passes the committed PPO row: it must be of the quick run's paths."""
+    from echelon.benchmark.run import read_run_reference
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks/results/ppo_reference_v1.json"
+    assert str(path.relative_to(path.parents[2])) in (path.parents[2] / "Makefile").read_text()
+    row = read_run_reference(path, pipeline.resolve("quick"))
+    assert row["scenario"] == "v1" and len(row["profits"]) == 3
+
+@pytest.mark.parametrize("change, message", [
+    ({"test_episodes": 500}, "test_episodes 500 is not this run's 30"),
+    ({"run_seed": 7}, "run_seed 7 is not this run's 0"),
+    ({"scenario": "seasonal"}, "seasonal scenario's chain, which is not this run's"),
+    ({"scenario": "arctic"}, "scenario 'arctic' is not one of"),
+    ({"profits": ["a"]}, "profits must be a non-empty list"),
+])
+def test_a_bad_reference_is_refused_before_the_run_starts(change, message, finished_run,
+                                                          tmp_path, capsys):
+    from echelon.cli import main
+
+    run, _, _, _ = finished_run
+    reference = _reference(tmp_path / "ref.json", run, **change)
+    overrides = [arg for o in TINY for arg in ("--set", o)]
+    assert main(["reproduce", "--preset", "quick", *overrides, "--out", str(tmp_path / "run"),
+                 "--reference", str(reference)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "--reference" in err[0]
+    assert not (tmp_path / "run").exists()
+
 def test_changing_an_input_reruns_its_stage_and_those_after(finished_run, tmp_path):
     run, out, _, _ = finished_run
     import shutil

@@ -252,6 +252,47 @@ def read_reference(path: str | os.PathLike, manifest: dict[str, Any]) -> dict[st
         ValueError: Naming the file and the field that is missing or wrong.
     """
     file = Path(path)
+    ref = _reference_fields(file)
+    scenario = manifest["scenarios"].get(ref["scenario"])
+    if scenario is None:
+        raise ValueError(f"--reference {file}: scenario {ref['scenario']!r} is not among the "
+                         f"suite's {list(manifest['scenarios'])}")
+    for key in ("run_seed", "test_episodes"):
+        if ref.get(key) != scenario[key]:
+            raise ValueError(f"--reference {file}: {key} {ref.get(key)!r} is not the suite's "
+                             f"{scenario[key]!r} for {ref['scenario']}: it was scored on other "
+                             "paths")
+    return ref
+
+
+def read_run_reference(path: str | os.PathLike, run: Any) -> dict[str, Any]:
+    """A reference row (as :func:`read_reference` reads) for the report of ``echelon
+    reproduce``: its scenario's chain, and its run seed and test episodes, must be the run's, so
+    that it was scored on the run's held-out paths.
+
+    Raises:
+        ValueError: Naming the file and the field that is missing or wrong.
+    """
+    from echelon.benchmark.datasets import SCENARIOS
+
+    file = Path(path)
+    ref = _reference_fields(file)
+    scenario = SCENARIOS.get(ref["scenario"])
+    if scenario is None:
+        raise ValueError(f"--reference {file}: scenario {ref['scenario']!r} is not one of "
+                         f"{list(SCENARIOS)}")
+    if scenario.run().chain != run.chain:
+        raise ValueError(f"--reference {file}: it was scored in the {ref['scenario']} scenario's "
+                         "chain, which is not this run's")
+    for key, value in (("run_seed", run.seed), ("test_episodes", run.evaluate.episodes)):
+        if ref[key] != value:
+            raise ValueError(f"--reference {file}: {key} {ref[key]!r} is not this run's "
+                             f"{value!r}: it was scored on other paths")
+    return ref
+
+
+def _reference_fields(file: Path) -> dict[str, Any]:
+    """The fields every reference has, each checked on its own."""
     try:
         ref = json.loads(file.read_text())
     except OSError as error:
@@ -264,15 +305,10 @@ def read_reference(path: str | os.PathLike, manifest: dict[str, Any]) -> dict[st
     for key in ("name", "description", "scenario"):
         if not isinstance(ref.get(key), str) or not ref[key]:
             raise ValueError(f"--reference {file}: {key} must be a non-empty string")
-    scenario = manifest["scenarios"].get(ref["scenario"])
-    if scenario is None:
-        raise ValueError(f"--reference {file}: scenario {ref['scenario']!r} is not among the "
-                         f"suite's {list(manifest['scenarios'])}")
     for key in ("run_seed", "test_episodes"):
-        if ref.get(key) != scenario[key]:
-            raise ValueError(f"--reference {file}: {key} {ref.get(key)!r} is not the suite's "
-                             f"{scenario[key]!r} for {ref['scenario']}: it was scored on other "
-                             "paths")
+        value = ref.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"--reference {file}: {key} must be an integer >= 0, got {value!r}")
     profits = ref.get("profits")
     if (not isinstance(profits, list) or not profits
             or not all(isinstance(p, (int, float)) and not isinstance(p, bool)
@@ -728,6 +764,7 @@ __all__ = [
     "BenchmarkSettings",
     "aggregate",
     "read_reference",
+    "read_run_reference",
     "read_suite",
     "report_markdown",
     "run_benchmark",

@@ -292,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--out", help="run folder (default: runs/<preset name>)")
     reproduce.add_argument("--sweep", action="append", metavar="ALGO.FIELD=V1,V2",
                            help="train extra variants, e.g. --sweep iql.tau=0.5,0.7,0.9")
+    reproduce.add_argument("--reference", action="append", default=[], metavar="FILE",
+                           help="a row made outside the run on its held-out paths, for the "
+                           "report (benchmarks/ppo_reference.py --out; repeatable)")
     reproduce.add_argument("--quiet", action="store_true", help="print only the report's path")
     reproduce.add_argument("--force", action="store_true",
                            help="if --out holds a run with other settings, rerun the changed "

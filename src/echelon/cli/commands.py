@@ -610,7 +610,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / run.name
     report = pipeline.reproduce(run, out, progress=not args.quiet, force=args.force,
                                 log=(lambda *a: None) if args.quiet else print,
-                                executor=args.executor, address=args.address)
+                                executor=args.executor, address=args.address,
+                                references=args.reference)
     if args.quiet:
         print(report)
     return 0

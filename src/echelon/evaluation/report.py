@@ -83,12 +83,34 @@ def best_neural_from_logs(results: list[PolicyResult]) -> PolicyResult | None:
     return max(from_logs, key=lambda r: r.profit.mean(), default=None)
 
 
+def _references_section(references: list[dict[str, Any]], expert: PolicyResult,
+                        bound: PolicyResult | None) -> list[str]:
+    """Rows made outside the run (online RL with the simulator) on the same held-out paths."""
+    lines = ["### References made outside this run", "",
+             "Policies that did not learn from this run's logs (online RL trained in the "
+             "simulator), scored on the same held-out paths (`echelon reproduce --reference "
+             "FILE`): the mean profit of each training seed, their mean, its share of the "
+             "bound and its difference to the best expert's mean.", "",
+             "| reference | seeds | seed means | mean | share of bound | minus best expert |",
+             "|---|---:|---|---:|---:|---:|"]
+    for ref in references:
+        profits = np.asarray(ref["profits"], dtype=float)
+        share = (f"{_fmt(100 * profits.mean() / bound.profit.mean(), 1)}%"
+                 if bound is not None and bound.profit.mean() > 0 else "n/a")
+        lines.append(f"| {ref['name']} | {len(profits)} | "
+                     f"{', '.join(_fmt(p) for p in profits)} | {_fmt(profits.mean())} | {share} | "
+                     f"{profits.mean() - expert.profit.mean():+.2f} |")
+    lines += [""] + [f"- {ref['name']}: {ref['description']}" for ref in references] + [""]
+    return lines
+
+
 def write_report(run, folder: Path, evaluation: dict[str, Any], search, baselines: dict[str, Any],
                  agents: list[tuple[str, str, int, Path]], inventory: tuple | None = None,
                  model: dict[str, Any] | None = None, *, reference: str | None = None,
                  neural_inventory: tuple | None = None,
                  neural_orders: dict[str, Any] | None = None,
-                 decentralized_view: dict[str, Any] | None = None) -> Path:
+                 decentralized_view: dict[str, Any] | None = None,
+                 references: list[dict[str, Any]] | None = None) -> Path:
     """Writes ``figures/*.png`` and ``report.md`` into the run folder and returns the report path.
 
     Args:
@@ -111,6 +133,9 @@ def write_report(run, folder: Path, evaluation: dict[str, Any], search, baseline
             :class:`~echelon.evaluation.decentralized.BullwhipRow`), ``orders`` (the arguments of
             :func:`figures.orders_by_stage`, or None) and ``pairs`` (labels of centralized and
             decentralized heuristics to pair); None leaves the decentralized agents' table only.
+        references: Rows made outside the run on its held-out paths (``echelon reproduce
+            --reference``): ``name``, ``description`` and ``profits`` (each training seed's
+            mean); listed after the table of every policy.
     """
     folder = Path(folder)
     results = [PolicyResult.from_dict(p) for p in evaluation["policies"]]
@@ -170,6 +195,8 @@ def write_report(run, folder: Path, evaluation: dict[str, Any], search, baseline
                      f"{_fmt(s.std)} | {_fmt(100 * share, 1)}% | {_fmt(r.undiscounted_profit.mean())} | "
                      f"{_fmt(r.service_level.mean(), 3)} |")
     lines.append("")
+    if references:
+        lines += _references_section(references, expert, bound)
 
     # --- agents across seeds ----------------------------------------------------------------
     agent_rows = []

@@ -7,7 +7,7 @@
     decentralized -> stages/<reward>/*.h5, agents/decentralized/*  per-stage logs and agents
     model    -> model.json        the demand fit and the plans in the fitted model
     evaluate -> eval.json         every policy on the same held-out test paths
-    report   -> figures/*.png, report.md
+    report   -> figures/*.png, report.md (with references.json: rows made outside the run)
 
 Each stage is skipped when its output exists for the same inputs, so an interrupted run resumes
 where it stopped (a half-trained agent from its last epoch).
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,14 @@ from echelon.run.baselines import TUNED
 from echelon.run.config import RunConfig
 from echelon.run.decentralized import decentralized_agents, decentralized_view
 from echelon.run.executor import LazyExecutor, Resources, check_executor
-from echelon.run.folder import digest, open_run_folder, read_json, write_json
+from echelon.run.folder import RunFolder, digest, open_run_folder, read_json, write_json
 
 
 
 def reproduce(
     run: RunConfig, out: str | os.PathLike, *, progress: bool = True, log=print,
     force: bool = False, executor: str = "local", address: str | None = None,
+    references: Sequence[str | os.PathLike] = (),
 ) -> Path:
     """Runs every stage into ``out``, skipping those already done with the same inputs.
 
@@ -48,13 +50,17 @@ def reproduce(
         executor: Where the training tasks run: ``local`` (this process) or ``ray``
             (:mod:`echelon.run.executor`); the results are the same files either way.
         address: The Ray cluster to join (default ``RAY_ADDRESS``, else a local instance).
+        references: Reference rows (``benchmarks/ppo_reference.py --out``) scored on this
+            run's held-out paths, for the report; kept in ``references.json``, so that a rerun
+            without them keeps them (a rerun with others sets the old list aside).
 
     Returns:
         The path of ``report.md``.
 
     Raises:
         RunFolderError: If ``out`` holds another run (and not ``force``) or is no run folder.
-        ValueError: If the executor is unknown, or an address is given to the local one.
+        ValueError: If the executor is unknown, an address is given to the local one, or a
+            reference is not one of this run's paths.
         RayNotInstalled: If the ray executor is asked for without Ray installed.
         ExecutorError: If a training task fails for good on the ray executor.
     """
@@ -64,7 +70,14 @@ def reproduce(
 
     variants = stages.agent_variants(run)  # validates every algorithm setting before any write
     stages.check_sizes(run)
+    rows = []
+    if references:
+        from echelon.benchmark.run import read_run_reference
+
+        rows = [read_run_reference(path, run) for path in references]
     folder = open_run_folder(run, out, force=force, log=log)
+    if rows:
+        _keep_references(folder, rows)
     started = time.perf_counter()
     stage_count = 8
 
@@ -186,7 +199,8 @@ def reproduce(
                           neural_inventory=neural_inventory, neural_orders=neural_orders,
                           decentralized_view=decentralized_view(run, folder.path, evaluation,
                                                                 search, baselines, agents,
-                                                                decentralized))
+                                                                decentralized),
+                          references=_kept_references(folder.path, log))
     log(f"done in {stages.minutes(time.perf_counter() - started)}: {report}")
     return report
 
@@ -253,3 +267,36 @@ def _plan_weights(model: dict[str, Any]) -> list[str]:
     """The weight files of the model stage's neural plans (relative to the run folder)."""
     return [spec["weights"] for spec in model.get("policies", {}).values()
             if isinstance(spec, dict) and "weights" in spec]
+
+
+REFERENCES_FILE = "references.json"
+
+
+def _keep_references(folder: RunFolder, rows: list[dict[str, Any]]) -> None:
+    """Writes the run's reference rows; a different list written before is set aside."""
+    path = folder.path / REFERENCES_FILE
+    if path.exists():
+        try:
+            if read_json(path) == rows:
+                return
+        except (OSError, ValueError):
+            pass
+        folder.set_aside(REFERENCES_FILE)
+    write_json(path, rows)
+
+
+def _kept_references(folder: Path, log) -> list[dict[str, Any]]:
+    """The reference rows kept in the run folder ([] if none; a damaged file is noted)."""
+    path = folder / REFERENCES_FILE
+    if not path.exists():
+        return []
+    try:
+        rows = read_json(path)
+    except (OSError, ValueError) as error:
+        rows = error
+    keys = ("name", "description", "profits")
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and all(k in r for k in keys)
+                                             for r in rows):
+        log(f"  {path}: not a list of reference rows; the report leaves them out")
+        return []
+    return rows
